@@ -1,0 +1,44 @@
+"""Session-scoped fixtures: GLiNER2 checkpoints built offline, and their PyTorch models."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from checkpoint_factory import TEST_VARIANTS, build_checkpoint  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def checkpoint_dirs(tmp_path_factory) -> dict:
+    """Every test variant built once per session: {variant: checkpoint directory}."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    return {name: build_checkpoint(name, root / name) for name in TEST_VARIANTS}
+
+
+@pytest.fixture(scope="session")
+def torch_models(checkpoint_dirs) -> dict:
+    """gliner2's own PyTorch model for each variant, loaded lazily and cached."""
+    from gliner2 import GLiNER2
+
+    cache: dict = {}
+
+    class _Models(dict):
+        def __missing__(self, name):
+            model = GLiNER2.from_pretrained(str(checkpoint_dirs[name]))
+            model.eval()
+            self[name] = model
+            return model
+
+    return _Models(cache)
+
+
+@pytest.fixture(params=TEST_VARIANTS)
+def variant(request) -> str:
+    return request.param
