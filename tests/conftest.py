@@ -42,3 +42,24 @@ def torch_models(checkpoint_dirs) -> dict:
 @pytest.fixture(params=TEST_VARIANTS)
 def variant(request) -> str:
     return request.param
+
+
+@pytest.fixture(scope="session")
+def exported_dirs(checkpoint_dirs, tmp_path_factory) -> dict:
+    """Every test variant exported once per session with a plain `optimum-cli export onnx` call."""
+    import subprocess
+
+    root = tmp_path_factory.mktemp("exported")
+    exported = {}
+    for name, checkpoint in checkpoint_dirs.items():
+        output = root / name
+        completed = subprocess.run(
+            [sys.executable, "-m", "optimum.commands.optimum_cli", "export", "onnx", "--model", str(checkpoint), str(output)],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        if completed.returncode != 0:
+            raise RuntimeError(f"optimum-cli export of {name} failed:\n{completed.stderr[-4000:]}")
+        exported[name] = output
+    return exported

@@ -1,0 +1,195 @@
+"""Every touch of Optimum internals lives here (tests/test_optimum_glue.py pins each one).
+
+What GLiNER2 needs from Optimum and which part is official:
+- `TasksManager.create_register("onnx")` registers the ONNX config (official).
+- A library entry so that `TasksManager.get_model_from_task` loads GLiNER2 checkpoints:
+  `_LIBRARY_TO_TASKS_TO_MODEL_LOADER_MAP` and `_LIBRARY_TO_SUPPORTED_MODEL_TYPES` (internal).
+- `infer_library_from_model` calls any config.json with an `architecture` key "timm" (gliner2 2.1
+  writes one) and `infer_task_from_model` refuses local folders: both are wrapped to recognise
+  GLiNER2 first and defer to Optimum otherwise (internal).
+- Several ONNX files from one `main_export` call: `optimum.exporters.onnx.convert`'s
+  `_get_submodels_and_onnx_configs` is wrapped the same way (internal, the most fragile).
+- `AutoConfig`, `NormalizedConfigManager` and `ORTConfigManager` entries let ORTOptimizer and
+  ORTQuantizer accept the exported folder (internal tables).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from typing import Any
+
+GLINER2_LIBRARY = "optimum_gliner2"
+GLINER2_MODEL_TYPE = "extractor"  # gliner2's ExtractorConfig.model_type, written to config.json
+_lock = threading.Lock()
+_done = False
+
+#: The Optimum internals this module touches, as (module, attribute) pairs; the glue test pins them.
+OPTIMUM_INTERNALS = (
+    ("optimum.exporters.tasks", "TasksManager._LIBRARY_TO_TASKS_TO_MODEL_LOADER_MAP"),
+    ("optimum.exporters.tasks", "TasksManager._LIBRARY_TO_SUPPORTED_MODEL_TYPES"),
+    ("optimum.exporters.tasks", "TasksManager.create_register"),
+    ("optimum.exporters.tasks", "TasksManager.infer_library_from_model"),
+    ("optimum.exporters.tasks", "TasksManager.infer_task_from_model"),
+    ("optimum.exporters.onnx.convert", "_get_submodels_and_onnx_configs"),
+    ("optimum.utils.normalized_config", "NormalizedConfigManager._conf"),
+    ("optimum.onnxruntime.utils", "ORTConfigManager._conf"),
+    ("optimum.commands.export.onnx", "ONNXExportCommand.run"),
+)
+
+
+def _is_gliner2_model(model: Any) -> bool:
+    config = getattr(model, "config", None)
+    return getattr(config, "model_type", None) == GLINER2_MODEL_TYPE and hasattr(model, "count_embed")
+
+
+def _is_gliner2_checkpoint(model_name_or_path: Any, **hub_kwargs: Any) -> bool:
+    if not isinstance(model_name_or_path, (str,)) and not hasattr(model_name_or_path, "__fspath__"):
+        return False
+    from optimum_gliner2.exporters.modeling import is_gliner2_config, read_checkpoint_config
+
+    keys = ("subfolder", "revision", "cache_dir", "token")
+    return is_gliner2_config(read_checkpoint_config(model_name_or_path, **{k: hub_kwargs.get(k) for k in keys}))
+
+
+def _wrap_infer_library(original):
+    @functools.wraps(original)
+    def infer_library_from_model(model, subfolder="", revision=None, cache_dir=None, token=None, **kwargs):
+        if _is_gliner2_model(model) or _is_gliner2_checkpoint(
+            model, subfolder=subfolder, revision=revision, cache_dir=cache_dir, token=token
+        ):
+            return GLINER2_LIBRARY
+        call = dict(subfolder=subfolder, revision=revision, token=token, **kwargs)
+        if cache_dir is not None:
+            call["cache_dir"] = cache_dir
+        try:
+            return original(model, **call)
+        except ValueError as error:
+            if isinstance(model, str) and os.path.isdir(model):
+                from optimum_gliner2.exporters.errors import GLiNER2ExportError
+
+                raise GLiNER2ExportError(
+                    f"{model} is not a checkpoint Optimum can export: it has no config.json "
+                    "(a GLiNER2 checkpoint has one with model_type 'extractor', next to model.safetensors)."
+                ) from error
+            raise
+
+    infer_library_from_model.__gliner2_wrapped__ = original
+    return infer_library_from_model
+
+
+def _wrap_infer_task(original):
+    from optimum_gliner2.exporters.modeling import GLINER2_TASK
+
+    @functools.wraps(original)
+    def infer_task_from_model(model, subfolder="", revision=None, cache_dir=None, token=None, library_name=None, **kwargs):
+        if library_name == GLINER2_LIBRARY or _is_gliner2_model(model) or _is_gliner2_checkpoint(
+            model, subfolder=subfolder, revision=revision, cache_dir=cache_dir, token=token
+        ):
+            return GLINER2_TASK
+        call = dict(subfolder=subfolder, revision=revision, token=token, library_name=library_name, **kwargs)
+        if cache_dir is not None:
+            call["cache_dir"] = cache_dir
+        return original(model, **call)
+
+    infer_task_from_model.__gliner2_wrapped__ = original
+    return infer_task_from_model
+
+
+def _wrap_get_submodels(original):
+    @functools.wraps(original)
+    def _get_submodels_and_onnx_configs(model, task, *args, **kwargs):
+        if not _is_gliner2_model(model):
+            return original(model, task, *args, **kwargs)
+        from optimum_gliner2.exporters.model_configs import get_submodels_and_onnx_configs
+
+        return get_submodels_and_onnx_configs(
+            model, task, float_dtype=kwargs.get("float_dtype", "fp32"), preprocessors=kwargs.get("preprocessors")
+        )
+
+    _get_submodels_and_onnx_configs.__gliner2_wrapped__ = original
+    return _get_submodels_and_onnx_configs
+
+
+def register_gliner2_with_optimum() -> None:
+    """Make Optimum's exporters, ORTOptimizer and ORTQuantizer accept GLiNER2. Idempotent."""
+    global _done
+    with _lock:
+        if _done:
+            return
+        _done = True
+    import optimum.exporters.onnx.convert as onnx_convert
+    from optimum.exporters.tasks import TasksManager
+
+    from optimum_gliner2.exporters.model_configs import GLiNER2EncoderOnnxConfig
+    from optimum_gliner2.exporters.modeling import GLINER2_TASK
+
+    TasksManager._LIBRARY_TO_TASKS_TO_MODEL_LOADER_MAP[GLINER2_LIBRARY] = {GLINER2_TASK: "GLiNER2ForOnnxExport"}
+    TasksManager._LIBRARY_TO_SUPPORTED_MODEL_TYPES.setdefault(GLINER2_LIBRARY, {})
+    TasksManager.create_register("onnx")(GLINER2_MODEL_TYPE, GLINER2_TASK, library_name=GLINER2_LIBRARY)(
+        GLiNER2EncoderOnnxConfig
+    )
+    TasksManager.infer_library_from_model = staticmethod(_wrap_infer_library(TasksManager.infer_library_from_model))
+    TasksManager.infer_task_from_model = staticmethod(_wrap_infer_task(TasksManager.infer_task_from_model))
+    onnx_convert._get_submodels_and_onnx_configs = _wrap_get_submodels(onnx_convert._get_submodels_and_onnx_configs)
+    register_gliner2_for_onnxruntime()
+
+
+def register_gliner2_for_onnxruntime() -> None:
+    """AutoConfig, NormalizedConfigManager and ORTConfigManager entries for the exported config.json."""
+    from gliner2 import ExtractorConfig
+    from optimum.utils.normalized_config import NormalizedConfigManager, NormalizedTextConfig
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.register(GLINER2_MODEL_TYPE, ExtractorConfig)
+    except ValueError:
+        pass  # already registered (gliner2 may do it itself in a later release)
+    NormalizedConfigManager._conf.setdefault(GLINER2_MODEL_TYPE, NormalizedTextConfig)
+    try:
+        from optimum.onnxruntime.utils import ORTConfigManager
+    except ImportError:  # optimum-onnx installed without onnxruntime
+        return
+    # ORT's transformer optimizer fuses the encoder graph by its encoder family (deberta-v2 -> bert).
+    ORTConfigManager._conf.setdefault(GLINER2_MODEL_TYPE, "bert")
+
+
+def _gliner2_error_in_chain(error: BaseException):
+    from optimum_gliner2.exporters.errors import GLiNER2ExportError
+
+    while error is not None:
+        if isinstance(error, GLiNER2ExportError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def install_cli_error_reporting() -> None:
+    """Make `optimum-cli export onnx` print GLiNER2 export errors as one clear line and exit 1.
+
+    Called from the `optimum.commands.register` hook at CLI start-up; imports no torch.
+    """
+    from optimum.commands.export.onnx import ONNXExportCommand
+
+    original_run = ONNXExportCommand.run
+    if getattr(original_run, "__gliner2_wrapped__", None):
+        return
+
+    @functools.wraps(original_run)
+    def run(self):
+        try:
+            return original_run(self)
+        except Exception as error:
+            gliner2_error = _gliner2_error_in_chain(error)
+            if gliner2_error is None and isinstance(error, OSError) and error.filename:
+                gliner2_error = f"cannot write the export to {error.filename}: {error.strerror}"
+            if gliner2_error is None:
+                raise
+            import sys
+
+            print(f"Error: {gliner2_error}", file=sys.stderr)
+            raise SystemExit(1) from error
+
+    run.__gliner2_wrapped__ = original_run
+    ONNXExportCommand.run = run
