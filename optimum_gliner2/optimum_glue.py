@@ -9,6 +9,8 @@ What GLiNER2 needs from Optimum and which part is official:
   GLiNER2 first and defer to Optimum otherwise (internal).
 - Several ONNX files from one `main_export` call: `optimum.exporters.onnx.convert`'s
   `_get_submodels_and_onnx_configs` is wrapped the same way (internal, the most fragile).
+- Atomic exports: `main_export`'s call of `onnx_export_from_model` is wrapped to write into a staging
+  folder that is published only after validation (internal).
 - `AutoConfig`, `NormalizedConfigManager` and `ORTConfigManager` entries let ORTOptimizer and
   ORTQuantizer accept the exported folder (internal tables).
 """
@@ -16,6 +18,7 @@ What GLiNER2 needs from Optimum and which part is official:
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import threading
 from typing import Any
@@ -33,6 +36,7 @@ OPTIMUM_INTERNALS = (
     ("optimum.exporters.tasks", "TasksManager.infer_library_from_model"),
     ("optimum.exporters.tasks", "TasksManager.infer_task_from_model"),
     ("optimum.exporters.onnx.convert", "_get_submodels_and_onnx_configs"),
+    ("optimum.exporters.onnx.__main__", "onnx_export_from_model"),
     ("optimum.utils.normalized_config", "NormalizedConfigManager._conf"),
     ("optimum.onnxruntime.utils", "ORTConfigManager._conf"),
     ("optimum.commands.export.onnx", "ONNXExportCommand.run"),
@@ -112,6 +116,33 @@ def _wrap_get_submodels(original):
     return _get_submodels_and_onnx_configs
 
 
+def _wrap_export_from_model(original):
+    @functools.wraps(original)
+    def onnx_export_from_model(model, output, *args, **kwargs):
+        # An export is written into a staging folder and published only once validated, so an
+        # interrupted or failed export never leaves (or half-replaces) a loadable folder.
+        if not _is_gliner2_model(model):
+            return original(model, output, *args, **kwargs)
+        import shutil
+        from pathlib import Path
+
+        from optimum_gliner2.exporters.validation import publish_export, staging_folder_for
+
+        output = Path(output)
+        output.mkdir(parents=True, exist_ok=True)  # fail early, naming the user's path, if it cannot be written
+        staging = staging_folder_for(output)
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            result = original(model, staging, *args, **kwargs)
+            publish_export(staging, output)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return result
+
+    onnx_export_from_model.__gliner2_wrapped__ = original
+    return onnx_export_from_model
+
+
 def register_gliner2_with_optimum() -> None:
     """Make Optimum's exporters, ORTOptimizer and ORTQuantizer accept GLiNER2. Idempotent."""
     global _done
@@ -120,6 +151,7 @@ def register_gliner2_with_optimum() -> None:
             return
         _done = True
     import optimum.exporters.onnx.convert as onnx_convert
+    onnx_main = importlib.import_module("optimum.exporters.onnx.__main__")
     from optimum.exporters.tasks import TasksManager
 
     from optimum_gliner2.exporters.model_configs import GLiNER2EncoderOnnxConfig
@@ -133,6 +165,7 @@ def register_gliner2_with_optimum() -> None:
     TasksManager.infer_library_from_model = staticmethod(_wrap_infer_library(TasksManager.infer_library_from_model))
     TasksManager.infer_task_from_model = staticmethod(_wrap_infer_task(TasksManager.infer_task_from_model))
     onnx_convert._get_submodels_and_onnx_configs = _wrap_get_submodels(onnx_convert._get_submodels_and_onnx_configs)
+    onnx_main.onnx_export_from_model = _wrap_export_from_model(onnx_main.onnx_export_from_model)
     register_gliner2_for_onnxruntime()
 
 

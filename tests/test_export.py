@@ -134,6 +134,7 @@ def test_divergence_beyond_tolerance_fails_and_removes_the_graphs(checkpoint_dir
     assert completed.returncode == 1, completed.stderr[-2000:]
     assert "do not reproduce PyTorch" in completed.stderr
     assert not list((tmp_path / "out").glob("*.onnx"))
+    assert not list(tmp_path.glob(".out.gliner2-export-*")), "the staging folder was left behind"
     with pytest.raises(GLiNER2LoadError, match="not a complete optimum-gliner2 export"):
         GLiNER2OnnxBundle.load(tmp_path / "out")
 

@@ -29,6 +29,11 @@ EXPECTED_PARAMETERS = {
     ("optimum.exporters.tasks", "TasksManager.infer_library_from_model"): ["model", "subfolder", "revision", "cache_dir", "token"],
     ("optimum.exporters.tasks", "TasksManager.infer_task_from_model"): ["model", "subfolder", "revision", "cache_dir", "token", "library_name"],
     ("optimum.exporters.tasks", "TasksManager.create_register"): ["backend", "overwrite_existing"],
+    ("optimum.exporters.onnx.__main__", "onnx_export_from_model"): [
+        "model", "output", "opset", "optimize", "monolith", "no_post_process", "atol", "do_validation",
+        "model_kwargs", "custom_onnx_configs", "fn_get_submodels", "_variant", "preprocessors", "device",
+        "no_dynamic_axes", "task", "use_subprocess", "do_constant_folding", "slim", "kwargs_shapes",
+    ],
     ("optimum.exporters.onnx.convert", "_get_submodels_and_onnx_configs"): [
         "model", "task", "monolith", "custom_onnx_configs", "custom_architecture", "_variant", "library_name",
         "int_dtype", "float_dtype", "fn_get_submodels", "preprocessors", "model_kwargs",

@@ -184,6 +184,7 @@ def write_json_atomically(path: Path, content: dict) -> None:
     """Write `content` to `path` so that readers see the old file or the whole new one, never a part."""
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(descriptor, 0o644)  # mkstemp's 0600 would hide the metadata from other users
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             json.dump(content, handle, indent=2)
             handle.flush()
@@ -218,3 +219,30 @@ def finalize_export(output_dir, models_and_onnx_configs, onnx_files_subpaths) ->
     write_json_atomically(output_dir / METADATA_FILE, metadata)
     worst = max(record["max_abs_diff"] for record in report)
     logger.info("GLiNER2 export validated at %d shapes (max abs diff %.2e); metadata written.", len(report), worst)
+
+
+def staging_folder_for(output_dir: Path) -> Path:
+    """Where an export into `output_dir` is written before it is published (same file system)."""
+    return output_dir.parent / f".{output_dir.name}.gliner2-export-{os.getpid()}"
+
+
+def publish_export(staging: Path, output_dir: Path) -> None:
+    """Move a finished export from `staging` into `output_dir`, replacing a previous export there.
+
+    The previous metadata goes first and the new metadata comes last, so at every instant the folder
+    either loads as the old export, as the new one, or not at all.
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    previous = output_dir / METADATA_FILE
+    if previous.is_file():
+        try:
+            old_files = json.loads(previous.read_text(encoding="utf-8")).get("files", {})
+        except (OSError, ValueError):
+            old_files = {}
+        previous.unlink()
+        remove_export_files(output_dir, [name for name in old_files if name.endswith(".onnx")])
+    for path in sorted(staging.iterdir()):
+        if path.name != METADATA_FILE:
+            os.replace(path, output_dir / path.name)
+    os.replace(staging / METADATA_FILE, output_dir / METADATA_FILE)
+    staging.rmdir()
