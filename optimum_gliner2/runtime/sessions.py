@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import onnxruntime as ort
@@ -12,13 +12,17 @@ from optimum_gliner2.runtime.errors import GLiNER2LoadError
 
 ProviderSpec = Union[str, Tuple[str, Dict[str, Any]]]
 
-#: Inputs and outputs each graph must have (name -> rank); checked at load so that a mismatched
-#: bundle fails there rather than with a wrong answer later.
+#: Each graph's inputs and outputs: name -> (rank, what its last dimension must equal). Checked at
+#: load so that a bundle whose graphs do not match its metadata fails there, not with a wrong answer.
+HIDDEN, MAX_COUNT, MAX_WIDTH, DYNAMIC = "hidden_size", "max_count", "max_width", None
 GRAPH_SIGNATURES = {
-    "encoder": ({"input_ids": 2, "attention_mask": 2}, {"last_hidden_state": 3}),
-    "count_embed": ({"prompt_embeddings": 2, "field_embeddings": 3}, {"count_logits": 2, "queries": 4}),
-    "classifier": ({"label_embeddings": 2}, {"logits": 1}),
-    "span_scorer": ({"word_embeddings": 3, "queries": 3}, {"span_logits": 4}),
+    "encoder": ({"input_ids": (2, DYNAMIC), "attention_mask": (2, DYNAMIC)}, {"last_hidden_state": (3, HIDDEN)}),
+    "count_embed": (
+        {"prompt_embeddings": (2, HIDDEN), "field_embeddings": (3, HIDDEN)},
+        {"count_logits": (2, MAX_COUNT), "queries": (4, HIDDEN)},
+    ),
+    "classifier": ({"label_embeddings": (2, HIDDEN)}, {"logits": (1, DYNAMIC)}),
+    "span_scorer": ({"word_embeddings": (3, HIDDEN), "queries": (3, HIDDEN)}, {"span_logits": (4, MAX_WIDTH)}),
 }
 
 
@@ -54,35 +58,25 @@ class OnnxBackend:
         self._float_type = {graph: self._input_element_type(graph) for graph in GRAPH_NAMES}
 
     def _check_signatures(self) -> None:
+        expected_sizes = {HIDDEN: self.hidden_size, MAX_COUNT: self.max_count, MAX_WIDTH: self.max_width}
         for graph, (inputs, outputs) in GRAPH_SIGNATURES.items():
             session = self.sessions[graph]
-            for kind, expected, actual in (
-                ("inputs", inputs, session.get_inputs()),
-                ("outputs", outputs, session.get_outputs()),
-            ):
-                found = {arg.name: arg for arg in actual}
+            for kind, expected, actual in (("inputs", inputs, session.get_inputs()), ("outputs", outputs, session.get_outputs())):
+                found = {arg.name: arg.shape for arg in actual}
                 if set(found) != set(expected):
                     raise GLiNER2LoadError(
                         f"{self.bundle.graph_files[graph].name} has {kind} {sorted(found)}, expected {sorted(expected)}."
                     )
-                for name, rank in expected.items():
-                    shape = found[name].shape
+                for name, (rank, last_dimension) in expected.items():
+                    shape = found[name]
                     if len(shape) != rank:
                         raise GLiNER2LoadError(f"{graph}.{name} has rank {len(shape)}, expected {rank}.")
-                    last = shape[-1]
-                    if name in ("last_hidden_state", "prompt_embeddings", "field_embeddings", "label_embeddings", "word_embeddings") or (
-                        graph == "count_embed" and name == "queries"
-                    ) or (graph == "span_scorer" and name == "queries"):
-                        if isinstance(last, int) and last != self.hidden_size:
-                            raise GLiNER2LoadError(
-                                f"{graph}.{name} has hidden size {last}, but {self.bundle.folder.name}'s metadata says {self.hidden_size}."
-                            )
-        span_width = self.sessions["span_scorer"].get_outputs()[0].shape[-1]
-        if isinstance(span_width, int) and span_width != self.max_width:
-            raise GLiNER2LoadError(f"span_scorer scores spans of width {span_width}, but the metadata says max_width {self.max_width}.")
-        count_classes = self.sessions["count_embed"].get_outputs()[0].shape[-1]
-        if isinstance(count_classes, int) and count_classes != self.max_count:
-            raise GLiNER2LoadError(f"count_embed predicts {count_classes} counts, but the metadata says max_count {self.max_count}.")
+                    size = expected_sizes.get(last_dimension)
+                    if size is not None and isinstance(shape[-1], int) and shape[-1] != size:
+                        raise GLiNER2LoadError(
+                            f"{graph}.{name} ends in a dimension of {shape[-1]}, but the metadata says "
+                            f"{last_dimension} {size}."
+                        )
 
     def _input_element_type(self, graph: str) -> type:
         # An FP16 graph exported with keep_io_types still takes float32; a plain FP16 graph takes float16.

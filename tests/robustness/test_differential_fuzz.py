@@ -1,0 +1,105 @@
+"""Differential fuzzing: random texts and schemas through gliner2 (PyTorch) and the ONNX runtime.
+
+Where gliner2 answers, the runtime must give the same answer (texts, labels, offsets equal;
+confidences within 1e-4); where gliner2 raises, the runtime must raise too. CI runs a bounded,
+derandomized 200 examples; `FUZZ_EXAMPLES=5000 make test-all` (or pytest on this file) runs more.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from optimum_gliner2.runtime import GLiNER2InputError, GLiNER2ONNXRuntime
+from parity import first_difference
+
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
+WORDS = ["Apple", "Tim", "Cook", "Paris", "2023", "iPhone", "email", "help@example.com", "https://x.org/a?b=1",
+         "@handle", "co-founder", "北京", "東京", "🙂", "naïve", "İstanbul", "straße", "$29.99", "#12345"]
+# Near misses of gliner2's marker tokens: they must be treated as ordinary text by both models.
+MARKER_LOOKALIKES = ["[E ]", "[e]", "[SEP_TEXT", "SEP_TEXT]", "［E］", "[Px]", "(E)", "[ P ]", "[EXAMPLES]", "L]"]
+LABELS = ["person", "organization", "location", "date", "product", "money", "city", "e-mail", "CEO", "über"]
+
+word = st.one_of(
+    st.sampled_from(WORDS),
+    st.sampled_from(MARKER_LOOKALIKES),
+    st.text(st.characters(categories=["L", "N", "P", "S", "M"]), min_size=1, max_size=12),
+    st.text(st.sampled_from("!?.,;:-_()'\""), min_size=1, max_size=6),
+    st.text(st.sampled_from("ab"), min_size=30, max_size=80),  # very long words
+)
+separator = st.sampled_from([" ", " ", " ", "  ", "\n", "\t", " \u00a0", "\r\n"])
+
+
+@st.composite
+def texts(draw):
+    words = draw(st.lists(word, min_size=1, max_size=40))
+    seps = draw(st.lists(separator, min_size=len(words), max_size=len(words)))
+    text = "".join(w + s for w, s in zip(words, seps))
+    return text if text.strip() else "x" + text
+
+
+label = st.one_of(st.sampled_from(LABELS), st.text(st.characters(categories=["L"]), min_size=1, max_size=10))
+threshold = st.sampled_from([0.3, 0.4, 0.5, 0.6, 0.7])
+
+
+@st.composite
+def schema_specs(draw) -> dict:
+    """Every random choice of a schema, drawn once so both models build the same schema."""
+    spec = {"entities": draw(st.lists(label, min_size=1, max_size=5, unique_by=str.lower))}
+    if draw(st.booleans()):
+        spec["entities"] = {name: draw(st.sampled_from(["", "a named thing", "where it is"])) for name in spec["entities"]}
+    if draw(st.booleans()):
+        spec["topic"] = (draw(st.lists(label, min_size=2, max_size=4, unique_by=str.lower)), draw(st.booleans()))
+    if draw(st.booleans()):
+        spec["relations"] = draw(st.lists(st.sampled_from(["works_for", "born_in", "located_in"]), min_size=1, max_size=2, unique=True))
+    if draw(st.booleans()):
+        spec["item"] = (draw(st.lists(label, min_size=2, max_size=3, unique_by=str.lower)), draw(threshold))
+    return spec
+
+
+def build_schema(schema, spec: dict):
+    schema = schema.entities(spec["entities"])
+    if "topic" in spec:
+        labels, multi_label = spec["topic"]
+        schema = schema.classification("topic", labels, multi_label=multi_label)
+    if "relations" in spec:
+        schema = schema.relations(spec["relations"])
+    if "item" in spec:
+        choices, details_threshold = spec["item"]
+        structure = schema.structure("item").field("name", dtype="str").field("kind", dtype="str", choices=choices)
+        schema = structure.field("details", threshold=details_threshold)
+    return schema
+
+
+def _run(model, texts, spec, threshold, include):
+    return model.batch_extract(texts, build_schema(model.create_schema(), spec), threshold=threshold, batch_size=3,
+                               include_confidence=include, include_spans=include)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 200,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(batch=st.lists(texts(), min_size=1, max_size=4), spec=schema_specs(), threshold=threshold, include=st.booleans())
+def test_onnx_runtime_never_diverges_from_gliner2(fuzz_models, batch, spec, threshold, include):
+    torch_model, onnx_model = fuzz_models
+    try:
+        expected = _run(torch_model, batch, spec, threshold, include)
+    except Exception as torch_error:  # gliner2 refuses: so must we
+        try:
+            _run(onnx_model, batch, spec, threshold, include)
+        except Exception:
+            return
+        raise AssertionError(f"gliner2 raised {torch_error!r} but the ONNX runtime answered")
+    try:
+        actual = _run(onnx_model, batch, spec, threshold, include)
+    except GLiNER2InputError as error:
+        raise AssertionError(f"the ONNX runtime refused input gliner2 accepts: {error}") from error
+    difference = first_difference(expected, actual)
+    assert difference is None, f"{difference}\ntexts={batch!r}"
+
+
+@pytest.fixture(scope="module")
+def fuzz_models(torch_models, exported_dirs):
+    return torch_models["deberta_lstm_v2"], GLiNER2ONNXRuntime.from_pretrained(exported_dirs["deberta_lstm_v2"])
