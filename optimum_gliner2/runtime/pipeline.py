@@ -132,6 +132,11 @@ def _reject_hidden_states(hidden_states: Any) -> None:
         )
 
 
+#: Longest model input (schema prompt + text tokens) one encoder pass accepts. DeBERTa's attention
+#: at 8,192 tokens needs several GB per layer; the *_long methods chunk at 384 words.
+DEFAULT_MAX_SEQUENCE_TOKENS = 8192
+
+
 class GLiNER2Pipeline:
     """gliner2's extraction API, run on a `GLiNER2Backend` without torch.
 
@@ -170,6 +175,7 @@ class GLiNER2Pipeline:
         *,
         token_pooling: str = "first",
         word_splitter: Optional[WordSplitterSpec] = None,
+        max_sequence_tokens: int = DEFAULT_MAX_SEQUENCE_TOKENS,
     ):
         if token_pooling not in TOKEN_POOLINGS:
             raise GLiNER2InputError(
@@ -177,6 +183,7 @@ class GLiNER2Pipeline:
             )
         self.backend = backend
         self.token_pooling = token_pooling
+        self.max_sequence_tokens = max_sequence_tokens
         self.preprocessor = Preprocessor(tokenizer, word_splitter)
 
     @property
@@ -261,6 +268,7 @@ class GLiNER2Pipeline:
             self.preprocessor.encode(text, schema_dict, max_len)
             for text, schema_dict in zip(texts, schema_dicts)
         ]
+        self._check_sequence_lengths(records)
         options = DecodeOptions(threshold, include_confidence, include_spans)
         # Longest first: similar lengths share a batch, and the largest batch runs first.
         order = sorted(range(len(records)), key=lambda i: len(records[i].input_ids), reverse=True)
@@ -284,6 +292,19 @@ class GLiNER2Pipeline:
                 for result, metadata in zip(results, metadata_list)
             ]
         return results
+
+    def _check_sequence_lengths(self, records: List[EncodedText]) -> None:
+        # The encoder's attention grows with the square of the sequence: a 100k-word text would be
+        # killed for memory (as it is in gliner2) instead of answering. Refuse it, naming the fix.
+        for index, record in enumerate(records):
+            if len(record.input_ids) > self.max_sequence_tokens:
+                raise GLiNER2InputError(
+                    f"text {index} is {len(record.input_ids)} tokens long with its schema, more than "
+                    f"max_sequence_tokens={self.max_sequence_tokens} that one encoder pass allows. Use the "
+                    "*_long methods (e.g. extract_entities_long, batch_extract_long), which split long "
+                    "documents into overlapping chunks, or pass max_len=<words> to truncate, or raise "
+                    "the model's max_sequence_tokens if your memory allows."
+                )
 
     def _extract_batch(
         self,
