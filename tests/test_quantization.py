@@ -1,0 +1,265 @@
+"""INT8, FP16 and optimized variants: made side by side in one folder, loadable, and close to FP32.
+
+Agreement is measured with benchmarks/agreement_report.py's own functions, so the thresholds here
+hold the numbers the report publishes. Exact decoded agreement is asserted on the attention-tempered
+fixture (see `agreement_report.temper_attention`): the plain fixtures keep attention near one-hot,
+where any lossy variant reshuffles outputs (INT8: ~12% identical texts) and agreement measures the
+fixture, not the variant.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from optimum_gliner2 import quantization
+from optimum_gliner2.runtime import GLiNER2LoadError, GLiNER2ONNXRuntime
+from optimum_gliner2.runtime.bundle import MARKER_TOKENS, METADATA_FILE, GLiNER2OnnxBundle
+from parity_corpus import CASES
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import agreement_report  # noqa: E402
+
+#: Corpus subset for the variants expected to be exact, or nearly (a case of each kind, every sixth).
+CASES_SUBSET = CASES[::6]
+
+
+def _copy_export(source: Path, destination: Path) -> Path:
+    shutil.copytree(source, destination)
+    return destination
+
+
+def _encoder_session(folder: Path, precision: str) -> ort.InferenceSession:
+    path = GLiNER2OnnxBundle.load(folder, precision=precision).graph_files["encoder"]
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _encode(session: ort.InferenceSession, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    return session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})[0]
+
+
+def _random_tokens(folder: Path, batch: int, length: int):
+    return agreement_report.padded_token_batch(GLiNER2OnnxBundle.load(folder), batch, length)
+
+
+def _relative_error(reference: np.ndarray, actual: np.ndarray, attention_mask: np.ndarray) -> float:
+    real = attention_mask.astype(bool)
+    return float(np.linalg.norm((actual - reference)[real]) / np.linalg.norm(reference[real]))
+
+
+def _identical_fraction(reference: dict, model, cases) -> float:
+    agreement = agreement_report.corpus_agreement(reference, model, cases)
+    return agreement["texts_same"] / agreement["texts_total"]
+
+
+@pytest.fixture(scope="module")
+def variants_folder(exported_dirs, tmp_path_factory) -> Path:
+    """The deberta_lstm export with every variant, made through the module's command line."""
+    folder = _copy_export(exported_dirs["deberta_lstm"], tmp_path_factory.mktemp("variants") / "export")
+    quantization.main([str(folder), "--int8", "--fp16", "--optimize", "O2"])
+    quantization.quantize_gliner2(folder, embeddings="int8_per_table", variant="int8_per_table")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tempered(checkpoint_dirs, tmp_path_factory):
+    """The deberta_lstm checkpoint with attention tempered, exported with every variant in one go.
+
+    Returns:
+        (folder, {case name: FP32 result}) with the variants int8, fp16, o1, o2, o3.
+    """
+    root = tmp_path_factory.mktemp("tempered")
+    checkpoint = _copy_export(checkpoint_dirs["deberta_lstm"], root / "checkpoint")
+    agreement_report.temper_attention(checkpoint)
+    folder = quantization.export_all_variants(checkpoint, root / "export", optimize="O1")
+    for level in ("O2", "O3"):
+        quantization.optimize_gliner2(folder, level)
+    fp32 = GLiNER2ONNXRuntime.from_pretrained(folder)
+    return folder, agreement_report.run_corpus(fp32, CASES)
+
+
+# --------------------------------------------------------------------------------------------
+# Side by side, metadata, crash safety, command line
+# --------------------------------------------------------------------------------------------
+
+
+def test_variants_side_by_side_load_by_precision(variants_folder):
+    from optimum_gliner2 import ORTModelForGLiNER2
+
+    bundle = GLiNER2OnnxBundle.load(variants_folder)
+    assert set(bundle.precisions) == {"fp32", "int8", "fp16", "o2", "int8_per_table"}
+    for precision in bundle.precisions:
+        loaded = GLiNER2OnnxBundle.load(variants_folder, precision=precision)  # sizes checked for every file
+        assert GLiNER2ONNXRuntime.from_pretrained(variants_folder, precision=precision).precision == precision
+        if precision != "fp32":
+            assert loaded.graph_files["encoder"].name == f"encoder_{precision}.onnx"
+            assert loaded.metadata["variant_recipes"][precision]["tool"]
+    model = ORTModelForGLiNER2.from_pretrained(variants_folder, precision="int8")
+    assert model.precision == "int8"
+    assert model.extract_entities("Tim Cook works for Apple in Cupertino.", ["person", "company"]) is not None
+    # Heads are shared with FP32 unless quantized; no staging folder is left behind.
+    assert bundle.metadata["variants"]["int8"]["span_scorer"] == "span_scorer.onnx"
+    assert not list(variants_folder.glob(".staging-*"))
+
+
+def test_int8_recipe_quantizes_linear_weights_per_channel_and_keeps_attention_fp32(variants_folder):
+    model = onnx.load(str(variants_folder / "encoder_int8.onnx"))
+    op_types = [node.op_type for node in model.graph.node]
+    fp32_model = quantization.load_without_identities(variants_folder / "encoder.onnx")
+    assert op_types.count("MatMulInteger") == len(quantization.weight_matmul_nodes(fp32_model))
+    assert op_types.count("GatherBlockQuantized") == 1 and "DequantizeLinear" not in op_types
+    # Attention scores and context (activation x activation) stay FP32 MatMuls.
+    assert op_types.count("MatMul") >= 4
+    scales = [init for init in model.graph.initializer if init.name.endswith("_scale") and len(init.dims) == 1]
+    assert scales and all(init.dims[0] > 1 for init in scales)  # one scale per output channel
+
+
+def test_remaking_a_variant_and_copy_mode_keep_the_source_consistent(variants_folder, tmp_path):
+    before = (variants_folder / METADATA_FILE).read_text()
+    copy = quantization.quantize_gliner2(variants_folder, embeddings="fp16", variant="int8", output_dir=tmp_path / "copy")
+    assert (variants_folder / METADATA_FILE).read_text() == before
+    assert json.loads((copy / METADATA_FILE).read_text())["variant_recipes"]["int8"]["embeddings"] == "fp16"
+    GLiNER2OnnxBundle.load(copy, precision="int8")
+    with pytest.raises(FileExistsError):
+        quantization.quantize_gliner2(variants_folder, output_dir=copy)
+    with pytest.raises(ValueError):
+        quantization.quantize_gliner2(copy, variant="fp32")
+
+
+def test_an_interrupted_run_registers_nothing(variants_folder, tmp_path, monkeypatch):
+    folder = _copy_export(variants_folder, tmp_path / "export")
+    before = (folder / METADATA_FILE).read_text()
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(quantization, "_store_embedding_table", crash)
+    with pytest.raises(KeyboardInterrupt):
+        quantization.quantize_gliner2(folder, variant="int8_new")
+    assert (folder / METADATA_FILE).read_text() == before
+    assert not list(folder.glob(".staging-*")) and not (folder / "encoder_int8_new.onnx").exists()
+    # Interrupted while re-making an existing variant: that variant is gone, the rest still loads.
+    with pytest.raises(KeyboardInterrupt):
+        quantization.quantize_gliner2(folder, variant="int8")
+    metadata = json.loads((folder / METADATA_FILE).read_text())
+    for precision in metadata["variants"]:
+        GLiNER2OnnxBundle.load(folder, precision=precision)
+
+
+def test_a_tampered_variant_file_is_refused(variants_folder, tmp_path):
+    folder = _copy_export(variants_folder, tmp_path / "export")
+    with open(folder / "encoder_int8.onnx", "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(GLiNER2LoadError, match="encoder_int8.onnx"):
+        GLiNER2OnnxBundle.load(folder, precision="int8")
+    GLiNER2OnnxBundle.load(folder, precision="fp16")
+
+
+def test_optimum_cli_quantize_output_is_not_an_export_until_imported(exported_dirs, tmp_path):
+    """`optimum-cli onnxruntime quantize` runs on a plain export but writes no metadata; importing registers it.
+
+    (On a folder that already holds an INT8 or FP16 variant it fails: it quantizes every .onnx file.)
+    """
+    folder = _copy_export(exported_dirs["deberta_lstm"], tmp_path / "export")
+    output = tmp_path / "quantized"
+    completed = subprocess.run(
+        [sys.executable, "-m", "optimum.commands.optimum_cli", "onnxruntime", "quantize",
+         "--onnx_model", str(folder), "-o", str(output), "--avx2"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    with pytest.raises(GLiNER2LoadError, match="no gliner2_onnx.json"):
+        GLiNER2OnnxBundle.load(output)
+    # It quantized the embedding table with one scale for the whole table.
+    encoder = onnx.load(str(output / "encoder_quantized.onnx"))
+    assert "DequantizeLinear" in [node.op_type for node in encoder.graph.node]
+    quantization.main([str(folder), "--import-optimum-cli", str(output)])
+    assert GLiNER2ONNXRuntime.from_pretrained(folder, precision="int8_optimum_cli").precision == "int8_optimum_cli"
+
+
+# --------------------------------------------------------------------------------------------
+# Embedding table
+# --------------------------------------------------------------------------------------------
+
+
+def test_default_int8_keeps_marker_rows_better_than_one_scale_per_table(variants_folder):
+    bundle = GLiNER2OnnxBundle.load(variants_folder)
+    marker_ids = [bundle.special_token_ids[token] for token in MARKER_TOKENS]
+    reference = quantization.embedding_rows(variants_folder, "fp32", marker_ids)
+
+    def cosines(precision):
+        rows = quantization.embedding_rows(variants_folder, precision, marker_ids)
+        return np.sum(rows * reference, axis=1) / (np.linalg.norm(rows, axis=1) * np.linalg.norm(reference, axis=1))
+
+    def max_errors(precision):
+        return np.abs(quantization.embedding_rows(variants_folder, precision, marker_ids) - reference).max(axis=1)
+
+    assert quantization.DEFAULT_EMBEDDINGS == "int8_per_row"
+    per_row, per_table = cosines("int8"), cosines("int8_per_table")
+    assert per_row.min() > per_table.min() and per_row.mean() > per_table.mean()
+    assert per_row.min() > 0.9999
+    assert np.all(max_errors("int8") <= max_errors("int8_per_table"))
+    np.testing.assert_allclose(cosines("fp16"), 1.0, atol=1e-6)
+    # Per row and per table store the table in the same bytes: the default costs no size.
+    sizes = {p: (variants_folder / f"encoder_{p}.onnx").stat().st_size for p in ("int8", "int8_per_table")}
+    assert abs(sizes["int8"] - sizes["int8_per_table"]) / sizes["int8_per_table"] < 0.02
+
+
+# --------------------------------------------------------------------------------------------
+# Agreement with FP32
+# --------------------------------------------------------------------------------------------
+
+
+def test_int8_stays_close_to_fp32(tempered):
+    folder, reference = tempered
+    input_ids, attention_mask = _random_tokens(folder, batch=4, length=60)
+    fp32_hidden = _encode(_encoder_session(folder, "fp32"), input_ids, attention_mask)
+    int8_hidden = _encode(_encoder_session(folder, "int8"), input_ids, attention_mask)
+    # Measured 2.1%; ORT's u8s8 kernel saturating on AVX2 without VNNI (the avx512_vnni preset) gives 14%.
+    assert _relative_error(fp32_hidden, int8_hidden, attention_mask) < 0.05
+    # Measured 78% identical decoded texts (heads on the thresholds make this a lower bound).
+    int8 = GLiNER2ONNXRuntime.from_pretrained(folder, precision="int8")
+    assert _identical_fraction(reference, int8, CASES) >= 0.70
+
+
+def test_fp16_has_no_nan_on_long_inputs_and_agrees(tempered):
+    folder, reference = tempered
+    input_ids, attention_mask = _random_tokens(folder, batch=2, length=1000)
+    fp32_hidden = _encode(_encoder_session(folder, "fp32"), input_ids, attention_mask)
+    fp16_hidden = _encode(_encoder_session(folder, "fp16"), input_ids, attention_mask)
+    assert np.isfinite(fp16_hidden).all()  # padded positions included
+    assert _relative_error(fp32_hidden, fp16_hidden, attention_mask) < 0.01
+    fp16 = GLiNER2ONNXRuntime.from_pretrained(folder, precision="fp16")
+    assert _identical_fraction(reference, fp16, CASES) >= 0.90  # measured 96.5-98.2%
+
+
+@pytest.mark.parametrize("level", quantization.OPTIMIZATION_LEVELS)
+def test_optimized_encoders_give_fp32_answers(tempered, level):
+    folder, reference = tempered
+    precision = level.lower()
+    model = GLiNER2ONNXRuntime.from_pretrained(folder, precision=precision)
+    recipe = model.bundle.metadata["variant_recipes"][precision]
+    assert recipe["level"] == level
+    # O1/O2 rewrite without changing the computation; O3's GELU approximation moves scores by ~1e-4.
+    expected = 1.0 if level != "O3" else 0.95
+    assert _identical_fraction(reference, model, CASES_SUBSET) >= expected
+    assert agreement_report.batch_sensitivity(model) == 1.0
+
+
+def test_bert_attention_fusion_keeps_the_encoder_output(exported_dirs, tmp_path):
+    folder = quantization.optimize_gliner2(exported_dirs["bert"], "O2", output_dir=tmp_path / "bert")
+    recipe = GLiNER2OnnxBundle.load(folder, precision="o2").metadata["variant_recipes"]["o2"]
+    assert recipe["fused"].get("Attention", 0) > 0 or recipe["fused"].get("MultiHeadAttention", 0) > 0, recipe
+    input_ids, attention_mask = _random_tokens(folder, batch=3, length=40)
+    expected = _encode(_encoder_session(folder, "fp32"), input_ids, attention_mask)
+    actual = _encode(_encoder_session(folder, "o2"), input_ids, attention_mask)
+    real = attention_mask.astype(bool)
+    np.testing.assert_allclose(actual[real], expected[real], atol=1e-4, rtol=1e-4)
