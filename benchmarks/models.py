@@ -258,9 +258,9 @@ def child_build_checkpoint(directory: Path, model_variant: str, tokenizer: str) 
     import workloads
 
     if tokenizer == "benchmark":
-        if not hasattr(checkpoint_factory, "_train_tokenizer"):
-            raise RuntimeError("checkpoint_factory._train_tokenizer is gone; run with --tokenizer factory")
-        checkpoint_factory._train_tokenizer = workloads.train_benchmark_tokenizer
+        if not hasattr(checkpoint_factory, "_base_tokenizer"):
+            raise RuntimeError("checkpoint_factory._base_tokenizer is gone; run with --tokenizer factory")
+        checkpoint_factory._base_tokenizer = workloads.train_benchmark_tokenizer
     scratch = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(scratch, ignore_errors=True)
     checkpoint_factory.build_checkpoint(model_variant, scratch)

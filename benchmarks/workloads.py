@@ -234,7 +234,7 @@ def tokenizer_training_lines(sentences: int = 4000, seed: int = 99) -> List[str]
 
 
 def train_benchmark_tokenizer(family: str, vocab_size: Optional[int], pieces: int = BENCHMARK_TOKENIZER_PIECES):
-    """A drop-in for `checkpoint_factory._train_tokenizer` (same signature; [PAD]/[CLS]/[SEP]/[UNK]
+    """A drop-in for `checkpoint_factory._base_tokenizer` (same signature; [PAD]/[CLS]/[SEP]/[UNK]
     = ids 0-3, "<extra_i>" filler and [MASK] last up to `vocab_size` entries), trained on the
     benchmark's text instead of the factory's few lines.
 

@@ -1,7 +1,8 @@
 """Offline GLiNER2 span checkpoints built with gliner2's own classes.
 
-The hub is unreachable in tests, so checkpoints are built locally: a tokenizer trained here with
-`tokenizers`, a small encoder from a transformers config, gliner2's `SpanExtractorModel` around it,
+The hub is unreachable in tests, so checkpoints are built locally: a small tokenizer trained with
+`tokenizers` on CORPUS (stored in tests/data/tokenizers/ because the trainers are not deterministic
+across processes; `python tests/checkpoint_factory.py --retrain-tokenizers` rebuilds them), a small encoder from a transformers config, gliner2's `SpanExtractorModel` around it,
 and gliner2's own `save_pretrained`. Random weights give near-constant outputs, so the task heads
 are rescaled until entities, classes, relations and JSON fields differ by label and straddle the
 0.5 threshold; otherwise a parity test would compare empty results and prove nothing.
@@ -97,13 +98,14 @@ VARIANTS: Dict[str, Variant] = {
         shape_outputs=False,
     ),
 }
+FIXTURE_TOKENIZERS = Path(__file__).resolve().parent / "data" / "tokenizers"
 TEST_VARIANTS = ("deberta_lstm", "deberta_lstm_v2", "deberta_moe", "legacy", "bert")
 
 # The published fastino/gliner2-multi-v1 config.json, keys and all.
 LEGACY_CONFIG_KEYS = ("counting_layer", "max_width", "model_name", "model_type", "token_pooling")
 
 
-def _train_tokenizer(family: str, vocab_size: Optional[int]):
+def _fit_tokenizer_on_corpus(family: str):
     """Train a small tokenizer on CORPUS, shaped like the encoder family's real one."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
@@ -130,7 +132,18 @@ def _train_tokenizer(family: str, vocab_size: Optional[int]):
             vocab_size=400, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
         )
         tokenizer.train_from_iterator(lines, trainer)
+    return tokenizer
 
+
+def _base_tokenizer(family: str, vocab_size: Optional[int]):
+    """The family's stored fixture tokenizer, padded with filler pieces up to `vocab_size`.
+
+    Stored rather than trained per build: the `tokenizers` trainers break frequency ties in hash-map
+    order, so two builds tokenized the same text differently and threshold-sensitive tests flipped.
+    """
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(FIXTURE_TOKENIZERS / f"{family}.json"))
     if vocab_size is not None and vocab_size > tokenizer.get_vocab_size():
         # Full-size mode only needs the real embedding-table shape, not real pieces.
         filler = [f"<extra_{i}>" for i in range(vocab_size - tokenizer.get_vocab_size())]
@@ -252,7 +265,7 @@ def build_checkpoint(variant: str | Variant, directory: os.PathLike, seed: int =
     directory = Path(directory)
     torch.manual_seed(seed)
 
-    tokenizer = _wrap_tokenizer(spec.encoder.family, _train_tokenizer(spec.encoder.family, spec.encoder.vocab_size))
+    tokenizer = _wrap_tokenizer(spec.encoder.family, _base_tokenizer(spec.encoder.family, spec.encoder.vocab_size))
     encoder_config = _encoder_config(spec.encoder, len(tokenizer))
     model_name = "microsoft/mdeberta-v3-base" if spec.encoder.family == "deberta" else "bert-base-uncased"
     config = ExtractorConfig(
@@ -274,3 +287,18 @@ def build_checkpoint(variant: str | Variant, directory: os.PathLike, seed: int =
         legacy["counting_layer"] = spec.counting_layer
         (directory / "config.json").write_text(json.dumps(legacy, indent=2))
     return directory
+
+
+def retrain_fixture_tokenizers() -> None:
+    """Rewrite tests/data/tokenizers/ (changes every fixture's tokenization; re-check test_fixtures)."""
+    FIXTURE_TOKENIZERS.mkdir(parents=True, exist_ok=True)
+    for family in ("deberta", "bert"):
+        _fit_tokenizer_on_corpus(family).save(str(FIXTURE_TOKENIZERS / f"{family}.json"))
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["--retrain-tokenizers"]:
+        sys.exit("usage: python tests/checkpoint_factory.py --retrain-tokenizers")
+    retrain_fixture_tokenizers()
