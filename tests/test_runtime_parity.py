@@ -87,9 +87,9 @@ class RecordingBackend:
         self.calls.append("encode")
         return self.backend.encode(input_ids, attention_mask)
 
-    def count_and_queries(self, prompt_embeddings, field_embeddings):
+    def count_and_queries(self, prompt_embeddings, field_embeddings, max_instances):
         self.calls.append("count_and_queries")
-        logits, queries = self.backend.count_and_queries(prompt_embeddings, field_embeddings)
+        logits, queries = self.backend.count_and_queries(prompt_embeddings, field_embeddings, max_instances)
         self.counts.extend(np.argmax(logits, axis=-1).tolist())
         return logits, queries
 
@@ -399,10 +399,10 @@ def test_runtime_imports_neither_torch_nor_transformers_nor_gliner2(checkpoint_d
                 self.rng = np.random.default_rng(0)
             def encode(self, ids, mask):
                 return self.rng.standard_normal(ids.shape + (16,)).astype(np.float32)
-            def count_and_queries(self, prompts, fields):
+            def count_and_queries(self, prompts, fields, max_instances):
                 n, m, h = fields.shape
                 logits = np.zeros((n, 20), np.float32); logits[:, 2] = 1
-                return logits, self.rng.standard_normal((n, 20, m, h)).astype(np.float32)
+                return logits, self.rng.standard_normal((n, 2, m, h)).astype(np.float32)
             def classify(self, labels):
                 return self.rng.standard_normal(len(labels)).astype(np.float32)
             def score_spans(self, words, queries):

@@ -41,15 +41,14 @@ class TorchBackend:
         return output.last_hidden_state.numpy()
 
     def count_and_queries(
-        self, prompt_embeddings: np.ndarray, field_embeddings: np.ndarray
+        self, prompt_embeddings: np.ndarray, field_embeddings: np.ndarray, max_instances: np.ndarray
     ) -> Tuple[np.ndarray, np.ndarray]:
         with torch.inference_mode():
             count_logits = self.model.count_pred(self._tensor(prompt_embeddings))
+            counts = np.minimum(count_logits.argmax(-1).numpy(), max_instances)
+            steps = max(1, int(counts.max()))
             queries = torch.stack(
-                [
-                    self.model.count_embed(fields, self.max_count)
-                    for fields in self._tensor(field_embeddings)
-                ]
+                [self.model.count_embed(fields, steps) for fields in self._tensor(field_embeddings)]
             )
         return count_logits.numpy(), queries.numpy()
 

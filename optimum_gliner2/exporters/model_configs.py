@@ -46,15 +46,20 @@ def gliner2_export_config(model) -> PretrainedConfig:
 class GLiNER2HeadsDummyInputGenerator(DummyInputGenerator):
     """Random float inputs for the head graphs, shaped by HEAD_DUMMY_SIZES."""
 
-    SUPPORTED_INPUT_NAMES = ("prompt_embeddings", "field_embeddings", "label_embeddings", "word_embeddings", "queries")
+    SUPPORTED_INPUT_NAMES = (
+        "prompt_embeddings", "field_embeddings", "max_instances", "label_embeddings", "word_embeddings", "queries"
+    )  # fmt: skip
 
     def __init__(self, task: str, normalized_config: NormalizedConfig, batch_size: int = 2, **kwargs):
         self.hidden_size = normalized_config.hidden_size
+        self.max_count = normalized_config.max_count
         self.batch_size = batch_size
         self.sizes = {name: kwargs.get(name, size) for name, size in HEAD_DUMMY_SIZES.items()}
 
     def generate(self, input_name: str, framework: str = "pt", int_dtype: str = "int64", float_dtype: str = "fp32"):
         sizes, hidden = self.sizes, self.hidden_size
+        if input_name == "max_instances":
+            return self.random_int_tensor([sizes["num_tasks"]], max_value=self.max_count + 1, min_value=1, framework=framework, dtype=int_dtype)
         shapes = {
             "prompt_embeddings": [sizes["num_tasks"], hidden],
             "field_embeddings": [sizes["num_tasks"], sizes["num_fields"], hidden],
@@ -110,14 +115,16 @@ class GLiNER2EncoderOnnxConfig(GLiNER2OnnxConfig, TextEncoderOnnxConfig):
 class GLiNER2CountEmbedOnnxConfig(GLiNER2OnnxConfig):
     _graph_outputs = {
         "count_logits": {0: "num_tasks"},
-        "queries": {0: "num_tasks", 2: "num_fields"},
+        "queries": {0: "num_tasks", 1: "num_steps", 2: "num_fields"},
     }
 
     @property
     def inputs(self) -> Dict[str, Dict[int, str]]:
+        # max_instances: how many instances the host reads per task (1 for entities, max_count otherwise).
         return {
             "prompt_embeddings": {0: "num_tasks"},
             "field_embeddings": {0: "num_tasks", 1: "num_fields"},
+            "max_instances": {0: "num_tasks"},
         }
 
 

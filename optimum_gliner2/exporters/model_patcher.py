@@ -7,8 +7,9 @@ with dynamic shapes:
 - `transformer_layers_without_fast_path`: count_lstm_v2's nn.TransformerEncoderLayer takes the
   fused `_transformer_encoder_layer_fwd` in eval mode, which has no ONNX symbolic, and its slow path
   bakes the field count into a Reshape. The rewrite is the same post-norm layer with dynamic reshapes.
-- the GRU step loop (CompileSafeGRU) is unrolled over all max_count steps by the count_embed
-  wrapper (exporters/modeling.py), so no loop depends on data.
+- `gru_over_first_steps`: gliner2's CompileSafeGRU loops over steps in Python, which tracing
+  unrolls to a fixed count; the rewrite runs the first `steps` (a traced tensor) as one GRU op
+  (`torch._VF.gru`, PyTorch's nn.GRU kernel, exported as ONNX GRU with a dynamic sequence length).
 """
 
 from __future__ import annotations
@@ -27,12 +28,16 @@ from torch import nn
 @contextlib.contextmanager
 def patched_attribute(owner: object, name: str, replacement: object) -> Iterator[None]:
     """Set `owner.name` to `replacement` inside the block and restore the original after it."""
-    original = getattr(owner, name)
+    had_own_attribute = name in vars(owner)
+    original = vars(owner).get(name)
     setattr(owner, name, replacement)
     try:
         yield
     finally:
-        setattr(owner, name, original)
+        if had_own_attribute:
+            setattr(owner, name, original)
+        else:  # an instance patch over a class attribute: remove it
+            delattr(owner, name)
 
 
 def _score_queries_with_gather(
@@ -106,6 +111,19 @@ def transformer_layers_without_fast_path() -> contextlib.AbstractContextManager:
     # nn.TransformerEncoder also has a fused path that bypasses the layers' forward.
     stack.enter_context(patched_attribute(torch.backends.mha, "get_fastpath_enabled", lambda: False))
     return stack
+
+
+def gru_over_first_steps(gru: nn.Module, steps: torch.Tensor) -> contextlib.AbstractContextManager:
+    """Make `gru` (a CompileSafeGRU instance) run only the first `steps` of its input sequence."""
+
+    def forward(inputs: torch.Tensor, initial_state: torch.Tensor) -> torch.Tensor:
+        first_steps = torch.index_select(inputs, 0, torch.arange(steps, device=inputs.device))
+        weights = [gru.weight_ih_l0, gru.weight_hh_l0, gru.bias_ih_l0, gru.bias_hh_l0]
+        # (input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first)
+        outputs, _ = torch._VF.gru(first_steps, initial_state.unsqueeze(0), weights, True, 1, 0.0, False, False, False)
+        return outputs
+
+    return patched_attribute(gru, "forward", forward)
 
 
 class GLiNER2ModelPatcher(ModelPatcher):

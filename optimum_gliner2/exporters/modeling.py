@@ -1,16 +1,18 @@
 """Exportable wrappers around the PyTorch modules of a gliner2 span model.
 
-A GLiNER2 forward pass has data-dependent steps (the count argmax, per-task slicing, decoding).
-They stay on the host, so the model is exported as four graphs without Loop/If and without
-data-dependent output shapes:
+A GLiNER2 forward pass has data-dependent steps (per-task slicing, decoding). They stay on the
+host, so the model is exported as four graphs without Loop/If:
 
-    encoder       input_ids, attention_mask -> last_hidden_state      (the transformer, >95% of the cost)
-    count_embed   prompt [N,H], fields [N,M,H] -> count logits [N,C], queries [N,C,M,H]
+    encoder       input_ids, attention_mask -> last_hidden_state      (the transformer)
+    count_embed   prompt [N,H], fields [N,M,H], max_instances [N] -> count logits [N,C], queries [N,S,M,H]
     classifier    label markers [K,H] -> logits [K]
     span_scorer   words [B,L,H], queries [B,Q,H] -> span logits [B,Q,L,W]
 
-count_embed unrolls all C = max_count (20) GRU steps: step t depends only on steps < t, so the
-host slicing [:count] of the full result is exactly gliner2's `count_embed(fields, count)`.
+count_embed runs S = max over tasks of min(predicted count, max_instances) GRU steps (at least 1),
+as one ONNX GRU node: step t depends only on steps < t, so the host slicing [:count] of the result
+is exactly gliner2's `count_embed(fields, count)`. Running all C = max_count (20) steps instead
+cost as much as a fifth of the encoder on short texts, for entity tasks that read instance 0 only
+(max_instances 1).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 from torch import nn
 
 from optimum_gliner2.exporters.errors import GLiNER2ExportError
+from optimum_gliner2.exporters.model_patcher import gru_over_first_steps
 
 #: Task name under which GLiNER2 is registered with Optimum's TasksManager.
 GLINER2_TASK = "information-extraction"
@@ -48,7 +51,7 @@ class GLiNER2EncoderForExport(nn.Module):
 
 
 class GLiNER2CountEmbedForExport(nn.Module):
-    """count_pred and count_embed for N tasks that share a field count M."""
+    """count_pred and count_embed for N tasks that share a field count M, over the steps needed."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -58,27 +61,36 @@ class GLiNER2CountEmbedForExport(nn.Module):
         self.config = model.config
         self.fields_attend_to_each_other = hasattr(model.count_embed, "transformer")
 
-    def forward(self, prompt_embeddings: torch.Tensor, field_embeddings: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def forward(
+        self, prompt_embeddings: torch.Tensor, field_embeddings: torch.Tensor, max_instances: torch.Tensor
+    ) -> Dict[str, torch.Tensor]:
         count_logits = self.count_pred(prompt_embeddings)
+        steps = steps_needed(count_logits, max_instances)
         num_tasks, num_fields, hidden = field_embeddings.shape
         flat_fields = field_embeddings.reshape(-1, hidden)  # every field of every task is a GRU batch row
-        if self.fields_attend_to_each_other:
-            queries = self._count_lstm_v2(flat_fields, num_tasks, num_fields, hidden)
-        else:
-            # count_lstm and count_lstm_moe act on each field independently.
-            queries = self.count_embed(flat_fields, self.max_count)
-        queries = queries.reshape(self.max_count, num_tasks, num_fields, hidden).permute(1, 0, 2, 3)
+        with gru_over_first_steps(self.count_embed.gru, steps):
+            if self.fields_attend_to_each_other:
+                queries = self._count_lstm_v2(flat_fields, num_tasks, num_fields, hidden)
+            else:
+                # count_lstm and count_lstm_moe act on each field independently.
+                queries = self.count_embed(flat_fields, self.max_count)
+        queries = queries.reshape(-1, num_tasks, num_fields, hidden).permute(1, 0, 2, 3)
         return {"count_logits": count_logits, "queries": queries}
 
     def _count_lstm_v2(self, flat_fields, num_tasks, num_fields, hidden):
         # CountLSTMv2.forward, with its field transformer run per (instance, task) so fields of
         # different tasks never attend to each other.
         module = self.count_embed
-        positions = module.pos_embedding.weight[: self.max_count]
-        steps = positions.unsqueeze(1).expand(-1, flat_fields.shape[0], -1)
-        states = module.gru(steps, flat_fields) + flat_fields.unsqueeze(0)
-        per_task = states.reshape(self.max_count * num_tasks, num_fields, hidden)
-        return module.transformer(per_task)
+        steps = module.pos_embedding.weight.unsqueeze(1).expand(-1, flat_fields.shape[0], -1)
+        states = module.gru(steps, flat_fields)
+        states = states + flat_fields.unsqueeze(0)
+        return module.transformer(states.reshape(-1, num_fields, hidden))
+
+
+def steps_needed(count_logits: torch.Tensor, max_instances: torch.Tensor) -> torch.Tensor:
+    """GRU steps the host will read: max over tasks of min(predicted count, max_instances), at least 1."""
+    counts = count_logits.argmax(dim=-1)
+    return torch.minimum(counts, max_instances.to(counts.dtype)).max().clamp(min=1)
 
 
 class GLiNER2ClassifierForExport(nn.Module):

@@ -37,7 +37,8 @@ logger = logging.getLogger(__name__)
 VALIDATION_ATOL = 1e-4
 VALIDATION_RTOL = 1e-4
 ENCODER_SHAPES = ((1, 5), (3, 37), (2, 130))  # (batch, sequence length)
-COUNT_EMBED_SHAPES = ((1, 1), (2, 5), (5, 12))  # (tasks, fields)
+#: (fields, instances the host reads per task): one task, two, and five that read instance 0 only.
+COUNT_EMBED_CASES = ((1, (20,)), (5, (1, 20)), (12, (1, 1, 1, 1, 1)))
 CLASSIFIER_SHAPES = (1, 3, 17)  # label markers
 SPAN_SCORER_SHAPES = ((1, 1, 1), (2, 9, 4), (3, 41, 11))  # (batch, words, queries)
 _PACKAGES = ("optimum-gliner2", "optimum", "optimum-onnx", "transformers", "torch", "gliner2", "onnx", "onnxruntime")
@@ -72,14 +73,20 @@ def _cases(submodels: Dict[str, torch.nn.Module], vocab_size: int, hidden: int, 
                 "last_hidden_state": (reference, mask)
             }
         count_module = submodels["count_embed"]
-        for tasks, fields in COUNT_EMBED_SHAPES:
+        for fields, instances in COUNT_EMBED_CASES:
+            tasks = len(instances)
             prompts, field_embs = floats(tasks, hidden), floats(tasks, fields, hidden)
-            # Reference: gliner2's count_embed called per task, as gliner2 calls it.
-            queries = torch.stack([count_module.count_embed(field_embs[t], count_module.max_count) for t in range(tasks)])
-            yield "count_embed", f"{tasks} tasks x {fields} fields", {
+            max_instances = torch.tensor([min(n, count_module.max_count) for n in instances])
+            count_logits = count_module.count_pred(prompts)
+            counts = [min(int(c), int(n)) for c, n in zip(count_logits.argmax(-1), max_instances)]
+            steps = max(1, *counts)
+            # Reference: gliner2's count_embed called per task with an int count, as gliner2 calls it.
+            queries = torch.stack([count_module.count_embed(field_embs[t], steps) for t in range(tasks)])
+            yield "count_embed", f"{tasks} tasks x {fields} fields, {steps} steps", {
                 "prompt_embeddings": prompts,
                 "field_embeddings": field_embs,
-            }, {"count_logits": (count_module.count_pred(prompts), None), "queries": (queries, None)}
+                "max_instances": max_instances,
+            }, {"count_logits": (count_logits, None), "queries": (queries, None)}
         for labels in CLASSIFIER_SHAPES:
             embs = floats(labels, hidden)
             yield "classifier", f"{labels} labels", {"label_embeddings": embs}, {

@@ -26,12 +26,14 @@ class GLiNER2Backend(Protocol):
         """[B, S] int64 ids and mask (right-padded with 0) -> last hidden state [B, S, H]."""
 
     def count_and_queries(
-        self, prompt_embeddings: np.ndarray, field_embeddings: np.ndarray
+        self, prompt_embeddings: np.ndarray, field_embeddings: np.ndarray, max_instances: np.ndarray
     ) -> Tuple[np.ndarray, np.ndarray]:
-        """N tasks with M fields each: prompts [N, H], fields [N, M, H] ->
-        (count logits [N, max_count], count-aware queries [N, max_count, M, H]).
+        """N tasks with M fields each: prompts [N, H], fields [N, M, H], int64 max_instances [N] ->
+        (count logits [N, max_count], count-aware queries [N, S, M, H]).
 
-        Instance t of the queries depends only on instances < t, so the host keeps [:count].
+        max_instances is how many instances the host reads per task (1 for entities). S is at least
+        min(predicted count, max_instances) for every task; instance t depends only on instances
+        < t, so the host keeps [:count].
         """
 
     def classify(self, label_embeddings: np.ndarray) -> np.ndarray:

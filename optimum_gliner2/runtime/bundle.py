@@ -18,7 +18,8 @@ from typing import Any, Dict, Mapping, Optional
 from optimum_gliner2.runtime.errors import GLiNER2LoadError
 
 METADATA_FILE = "gliner2_onnx.json"
-FORMAT_VERSION = 1
+#: 2: count_embed takes max_instances and returns only the steps needed.
+FORMAT_VERSION = 2
 GRAPH_NAMES = ("encoder", "count_embed", "classifier", "span_scorer")
 DEFAULT_PRECISION = "fp32"
 #: gliner2's marker tokens (SchemaTransformer.SPECIAL_TOKENS), in its order.
@@ -137,7 +138,8 @@ def _check_metadata_fields(metadata: Any, path: Path) -> None:
         raise GLiNER2LoadError(f"{path} does not hold a JSON object.")
     if metadata.get("format_version") != FORMAT_VERSION:
         raise GLiNER2LoadError(
-            f"{path} has format_version {metadata.get('format_version')!r}; this optimum-gliner2 reads {FORMAT_VERSION}."
+            f"{path} has format_version {metadata.get('format_version')!r}; this optimum-gliner2 reads "
+            f"{FORMAT_VERSION}. Export the checkpoint again with `optimum-cli export onnx`."
         )
     if metadata.get("architecture") != "span":
         raise GLiNER2LoadError(f"{path} describes a {metadata.get('architecture')!r} model; only 'span' is supported.")

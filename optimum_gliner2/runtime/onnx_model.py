@@ -62,7 +62,8 @@ class GLiNER2ONNXRuntime(GLiNER2Pipeline):
             model_dir: A folder written by `optimum-cli export onnx` (or `ORTModelForGLiNER2.save_pretrained`).
             precision: The variant to run (`"fp32"` by default; `"int8"`, `"fp16"`, ... where exported).
             providers: ONNX Runtime execution providers, e.g. `["CUDAExecutionProvider"]`.
-            session_options: An `onnxruntime.SessionOptions` for every session.
+            session_options: An `onnxruntime.SessionOptions` for every session. Intra-op spinning is turned
+                off unless it sets `session.intra_op.allow_spinning` (four sessions share the cores).
             provider_options: Options for each provider.
 
         Raises:

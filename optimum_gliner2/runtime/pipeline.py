@@ -353,14 +353,17 @@ class GLiNER2Pipeline:
         for tasks in tasks_by_field_count.values():
             prompts = np.stack([markers[row][task_index][0] for row, task_index in tasks])
             fields = np.stack([markers[row][task_index][1:] for row, task_index in tasks])
-            count_logits, count_queries = self.backend.count_and_queries(prompts, fields)
-            for (row, task_index), logits, task_queries in zip(tasks, count_logits, count_queries):
+            # Entities read instance 0 only; instance t depends on steps < t alone.
+            max_instances = np.array(
+                [1 if records[row].tasks[task_index].task_type == "entities" else self.backend.max_count for row, task_index in tasks],
+                dtype=np.int64,
+            )
+            count_logits, count_queries = self.backend.count_and_queries(prompts, fields, max_instances)
+            for (row, task_index), logits, task_queries, readable in zip(tasks, count_logits, count_queries, max_instances):
                 count = int(np.argmax(logits))
                 outputs[row][task_index].count = count
                 if count > 0:
-                    # Entities read instance 0 only; instance t depends on steps < t alone.
-                    kept = 1 if records[row].tasks[task_index].task_type == "entities" else count
-                    queries[row].append((task_index, task_queries[:kept]))
+                    queries[row].append((task_index, task_queries[: min(count, int(readable))]))
         if not queries:
             return
 

@@ -18,7 +18,7 @@ HIDDEN, MAX_COUNT, MAX_WIDTH, DYNAMIC = "hidden_size", "max_count", "max_width",
 GRAPH_SIGNATURES = {
     "encoder": ({"input_ids": (2, DYNAMIC), "attention_mask": (2, DYNAMIC)}, {"last_hidden_state": (3, HIDDEN)}),
     "count_embed": (
-        {"prompt_embeddings": (2, HIDDEN), "field_embeddings": (3, HIDDEN)},
+        {"prompt_embeddings": (2, HIDDEN), "field_embeddings": (3, HIDDEN), "max_instances": (1, DYNAMIC)},
         {"count_logits": (2, MAX_COUNT), "queries": (4, HIDDEN)},
     ),
     "classifier": ({"label_embeddings": (2, HIDDEN)}, {"logits": (1, DYNAMIC)}),
@@ -46,6 +46,7 @@ class OnnxBackend:
         self.hidden_size = bundle.hidden_size
         self.providers = list(providers or ["CPUExecutionProvider"])
         self.sessions: Dict[str, ort.InferenceSession] = {}
+        session_options = _without_spinning_by_default(session_options)
         for graph in GRAPH_NAMES:
             path = bundle.graph_files[graph]
             try:
@@ -93,9 +94,10 @@ class OnnxBackend:
     def encode(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         return self._run("encoder", {"input_ids": input_ids, "attention_mask": attention_mask})[0]
 
-    def count_and_queries(self, prompt_embeddings: np.ndarray, field_embeddings: np.ndarray):
+    def count_and_queries(self, prompt_embeddings: np.ndarray, field_embeddings: np.ndarray, max_instances: np.ndarray):
         count_logits, queries = self._run(
-            "count_embed", {"prompt_embeddings": prompt_embeddings, "field_embeddings": field_embeddings}
+            "count_embed",
+            {"prompt_embeddings": prompt_embeddings, "field_embeddings": field_embeddings, "max_instances": max_instances},
         )
         return count_logits, queries
 
@@ -104,3 +106,21 @@ class OnnxBackend:
 
     def score_spans(self, word_embeddings: np.ndarray, queries: np.ndarray) -> np.ndarray:
         return self._run("span_scorer", {"word_embeddings": word_embeddings, "queries": queries})[0]
+
+
+ALLOW_SPINNING = "session.intra_op.allow_spinning"
+
+
+def _without_spinning_by_default(session_options: Optional[ort.SessionOptions]) -> ort.SessionOptions:
+    """`session_options` (or new defaults) with intra-op spinning off unless the caller set it.
+
+    A call runs four sessions one after another, each with its own thread pool; with spinning on, the
+    encoder's threads keep spinning while the head graphs run and take their cores (measured on
+    2 CPUs, full-size model: 290 ms -> 225 ms per single-text call).
+    """
+    session_options = session_options if session_options is not None else ort.SessionOptions()
+    try:
+        session_options.get_session_config_entry(ALLOW_SPINNING)
+    except RuntimeError:  # not set by the caller
+        session_options.add_session_config_entry(ALLOW_SPINNING, "0")
+    return session_options

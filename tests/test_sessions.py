@@ -1,0 +1,53 @@
+"""Session options the runtime chooses, and that a caller's choices win."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+
+from optimum_gliner2.runtime import GLiNER2ONNXRuntime
+from optimum_gliner2.runtime.sessions import ALLOW_SPINNING
+
+
+def _spinning(model: GLiNER2ONNXRuntime) -> set:
+    return {
+        session.get_session_options().get_session_config_entry(ALLOW_SPINNING)
+        for session in model.backend.sessions.values()
+    }
+
+
+def test_spinning_is_off_by_default(exported_dirs):
+    assert _spinning(GLiNER2ONNXRuntime.from_pretrained(exported_dirs["deberta_lstm"])) == {"0"}
+
+
+def test_caller_session_options_are_kept(exported_dirs):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.add_session_config_entry(ALLOW_SPINNING, "1")
+    model = GLiNER2ONNXRuntime.from_pretrained(exported_dirs["deberta_lstm"], session_options=options)
+    assert _spinning(model) == {"1"}
+    assert {session.get_session_options().intra_op_num_threads for session in model.backend.sessions.values()} == {1}
+    text = "Tim Cook is the chief executive officer of Apple Inc."
+    assert model.extract_entities(text, ["person", "company"]) == GLiNER2ONNXRuntime.from_pretrained(
+        exported_dirs["deberta_lstm"]
+    ).extract_entities(text, ["person", "company"])
+
+
+def test_count_embed_runs_only_the_steps_the_host_reads(exported_dirs, variant):
+    model = GLiNER2ONNXRuntime.from_pretrained(exported_dirs[variant])
+    backend, hidden = model.backend, model.backend.hidden_size
+    rng = np.random.default_rng(0)
+    prompts = rng.standard_normal((3, hidden)).astype(np.float32) * 2
+    fields = rng.standard_normal((3, 4, hidden)).astype(np.float32)
+    everything = np.full(3, backend.max_count, dtype=np.int64)
+    logits, all_needed = backend.count_and_queries(prompts, fields, everything)
+    counts = logits.argmax(-1)
+    assert counts.max() > 1, "fixture predicts no multi-instance count: the check below would be trivial"
+    assert all_needed.shape == (3, max(1, counts.max()), 4, hidden)
+    # Entity tasks read instance 0 only: one GRU step, and it is the first step of the longer run.
+    _, first_only = backend.count_and_queries(prompts, fields, np.ones(3, dtype=np.int64))
+    assert first_only.shape == (3, 1, 4, hidden)
+    np.testing.assert_allclose(first_only[:, 0], all_needed[:, 0], atol=1e-5)
+    # The step count is the largest that any task reads.
+    mixed = np.array([1, 1, backend.max_count], dtype=np.int64)
+    assert backend.count_and_queries(prompts, fields, mixed)[1].shape[1] == max(1, counts[2])
