@@ -243,8 +243,12 @@ def headline_table(results: Dict[str, Any]) -> List[str]:
     return lines
 
 
-def update_readme(readme: Path, results: Dict[str, Any], results_md: str = "results/results.md") -> bool:
-    """Replace the block between the README's results markers with this run's headline."""
+def update_readme(readme: Path, results: Dict[str, Any], results_dir: str = "results") -> bool:
+    """Replace the block between the README's results markers with this run's headline.
+
+    Args:
+        results_dir: The results folder as a link from `readme`'s folder.
+    """
     start_marker, end_marker = "<!-- results:start -->", "<!-- results:end -->"
     text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
     if start_marker not in text or end_marker not in text:
@@ -254,8 +258,8 @@ def update_readme(readme: Path, results: Dict[str, Any], results_md: str = "resu
         start_marker,
         f"Measured {results['finished']} on {machine_line(machine)}; load average before/after "
         f"{results['load_average_before']} / {results['load_average_after']}. Command: `{results['command']}`. "
-        f"Full tables (absolute times, memory, export, files): [{results_md}]({results_md}); plot: "
-        f"[results/speedup.png](results/speedup.png).",
+        f"Full tables (absolute times, memory, export, files): [{results_dir}/results.md]({results_dir}/results.md); "
+        f"plot: [{results_dir}/speedup.png]({results_dir}/speedup.png).",
         "",
         *headline_table(results),
         "",

@@ -274,8 +274,9 @@ def main(argv: List[str] | None = None) -> int:
     text = report.write_markdown(args.output_dir / "results.md", results)
     print(text)
     if args.output_dir.resolve() == (BENCH_DIR / "results").resolve() and not args.quick:
-        if report.update_readme(BENCH_DIR / "README.md", results):
-            log("updated the 'Latest results' section of benchmarks/README.md")
+        for readme, results_dir in ((BENCH_DIR / "README.md", "results"), (models.REPO_ROOT / "README.md", "benchmarks/results")):
+            if report.update_readme(readme, results, results_dir):
+                log(f"updated the results section of {readme.relative_to(models.REPO_ROOT)}")
     print("\n".join(report.target_lines(checks)))
     log(f"wrote {args.output_dir / 'results.md'}, results.json, speedup.png")
     return 0

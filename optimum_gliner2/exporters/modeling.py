@@ -81,9 +81,8 @@ class GLiNER2CountEmbedForExport(nn.Module):
         # CountLSTMv2.forward, with its field transformer run per (instance, task) so fields of
         # different tasks never attend to each other.
         module = self.count_embed
-        steps = module.pos_embedding.weight.unsqueeze(1).expand(-1, flat_fields.shape[0], -1)
-        states = module.gru(steps, flat_fields)
-        states = states + flat_fields.unsqueeze(0)
+        positions = module.pos_embedding.weight.unsqueeze(1).expand(-1, flat_fields.shape[0], -1)
+        states = module.gru(positions, flat_fields) + flat_fields.unsqueeze(0)
         return module.transformer(states.reshape(-1, num_fields, hidden))
 
 
