@@ -60,10 +60,6 @@ def _identical_fraction(reference: dict, model, cases) -> float:
     return agreement["texts_same"] / agreement["texts_total"]
 
 
-def _agreement(reference: dict, model, cases) -> dict:
-    return agreement_report.corpus_agreement(reference, model, cases)
-
-
 @pytest.fixture(scope="module")
 def variants_folder(exported_dirs, tmp_path_factory) -> Path:
     """The deberta_lstm export with every variant, made through the module's command line."""
@@ -230,7 +226,7 @@ def test_int8_stays_close_to_fp32(tempered):
     # Measured 2.1%; ORT's u8s8 kernel saturating on AVX2 without VNNI (the avx512_vnni preset) gives 14%.
     assert _relative_error(fp32_hidden, int8_hidden, attention_mask) < 0.05
     int8 = GLiNER2ONNXRuntime.from_pretrained(folder, precision="int8")
-    agreement = _agreement(reference, int8, CASES)
+    agreement = agreement_report.corpus_agreement(reference, int8, CASES)
     # Every confident answer (confidence >= 0.75, above every threshold of the corpus by 0.05) is kept
     # (9 of 9 measured; the fixture has few: its scores cluster at 0.5-0.7)...
     assert agreement["confident_total"] >= 5, agreement
