@@ -10,6 +10,13 @@ with dynamic shapes:
 - `gru_over_first_steps`: gliner2's CompileSafeGRU loops over steps in Python, which tracing
   unrolls to a fixed count; the rewrite runs the first `steps` (a traced tensor) as one GRU op
   (`torch._VF.gru`, PyTorch's nn.GRU kernel, exported as ONNX GRU with a dynamic sequence length).
+
+One rewrite changes no construct but the amount of work, still without changing a number:
+- `relative_positions_within_reach`: DeBERTa-v2's disentangled attention projects all 2 x 256
+  relative-position embeddings through the query and key weights in every layer (constants the
+  exporter folds), repeats them for every batch row and scores every token against all 512,
+  whatever the sequence length. A sequence of L tokens only indexes the rows of relative distances
+  up to L - 1 (bucketed), so the rewrite scores those rows alone, broadcast over the batch.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import torch.nn.functional as F
 from gliner2.layers import SpanMarkerV0
 from optimum.exporters.onnx.model_patcher import ModelPatcher
 from torch import nn
+from transformers.models.deberta_v2 import modeling_deberta_v2
 
 
 @contextlib.contextmanager
@@ -126,6 +134,95 @@ def gru_over_first_steps(gru: nn.Module, steps: torch.Tensor) -> contextlib.Abst
     return patched_attribute(gru, "forward", forward)
 
 
+def _disentangled_attention_bias_within_reach(
+    self: modeling_deberta_v2.DisentangledSelfAttention,
+    query_layer: torch.Tensor,
+    key_layer: torch.Tensor,
+    relative_pos: Optional[torch.Tensor],
+    rel_embeddings: torch.Tensor,
+    scale_factor: int,
+) -> torch.Tensor:
+    """DisentangledSelfAttention.disentangled_attention_bias (transformers 4.57) over the reachable
+    relative-position rows only: the rows outside [first, last] are never gathered, so dropping them
+    before the score products changes no value. The products broadcast over the batch instead of
+    repeating the position rows for every batch row."""
+    if relative_pos is None:
+        relative_pos = modeling_deberta_v2.build_relative_position(
+            query_layer, key_layer, bucket_size=self.position_buckets, max_position=self.max_relative_positions
+        )
+    if relative_pos.dim() == 2:
+        relative_pos = relative_pos.unsqueeze(0).unsqueeze(0)
+    elif relative_pos.dim() == 3:
+        relative_pos = relative_pos.unsqueeze(1)
+    elif relative_pos.dim() != 4:
+        raise ValueError(f"Relative position ids must be of dim 2 or 3 or 4. {relative_pos.dim()}")
+
+    att_span = self.pos_ebd_size
+    relative_pos = relative_pos.to(device=query_layer.device, dtype=torch.long)
+    # Rows of the relative-position table each score type gathers (upstream's clamps).
+    table_rows = {}
+    if "c2p" in self.pos_att_type:
+        table_rows["c2p"] = torch.clamp(relative_pos + att_span, 0, att_span * 2 - 1)
+    if "p2c" in self.pos_att_type:
+        # Same argument order as upstream, which swaps the last two; they only matter when
+        # query and key lengths differ, which never happens in gliner2.
+        r_pos = modeling_deberta_v2.build_rpos(
+            query_layer, key_layer, relative_pos, self.max_relative_positions, self.position_buckets
+        )
+        table_rows["p2c"] = torch.clamp(-r_pos + att_span, 0, att_span * 2 - 1)
+    if not table_rows:
+        return 0
+    first = torch.stack([rows.min() for rows in table_rows.values()]).min()
+    last = torch.stack([rows.max() for rows in table_rows.values()]).max()
+    reachable = torch.arange(first, last + 1, device=query_layer.device)
+
+    # The projections of the whole table depend on weights only, so the exporter folds them into
+    # constants; the selection of reachable rows comes after them.
+    rel_embeddings = rel_embeddings[0 : att_span * 2, :].unsqueeze(0)
+    heads = self.num_attention_heads
+
+    def reachable_rows_of(projection: nn.Linear) -> torch.Tensor:  # [heads, reachable, head size]
+        return self.transpose_for_scores(projection(rel_embeddings), heads).index_select(1, reachable)
+
+    def scores_against(layer: torch.Tensor, position_rows: torch.Tensor) -> torch.Tensor:
+        # [batch x heads, length, head size] x [heads, reachable, head size] -> [batch x heads, length, reachable]
+        per_head = layer.view(-1, heads, layer.size(-2), layer.size(-1))
+        return torch.matmul(per_head, position_rows.transpose(-1, -2)).view(layer.size(0), layer.size(-2), -1)
+
+    if self.share_att_key:
+        pos_query_layer, pos_key_layer = reachable_rows_of(self.query_proj), reachable_rows_of(self.key_proj)
+    else:
+        if "c2p" in self.pos_att_type:
+            pos_key_layer = reachable_rows_of(self.pos_key_proj)
+        if "p2c" in self.pos_att_type:
+            pos_query_layer = reachable_rows_of(self.pos_query_proj)
+
+    score = 0
+    if "c2p" in self.pos_att_type:
+        scale = modeling_deberta_v2.scaled_size_sqrt(pos_key_layer, scale_factor)
+        c2p_att = scores_against(query_layer, pos_key_layer)
+        c2p_index = (table_rows["c2p"] - first).squeeze(0)
+        c2p_att = torch.gather(
+            c2p_att, dim=-1, index=c2p_index.expand([query_layer.size(0), query_layer.size(1), relative_pos.size(-1)])
+        )
+        score += c2p_att / scale.to(dtype=c2p_att.dtype)
+    if "p2c" in self.pos_att_type:
+        scale = modeling_deberta_v2.scaled_size_sqrt(pos_query_layer, scale_factor)
+        p2c_att = scores_against(key_layer, pos_query_layer)
+        p2c_index = (table_rows["p2c"] - first).squeeze(0)
+        p2c_att = torch.gather(
+            p2c_att, dim=-1, index=p2c_index.expand([query_layer.size(0), key_layer.size(-2), key_layer.size(-2)])
+        ).transpose(-1, -2)
+        score += p2c_att / scale.to(dtype=p2c_att.dtype)
+    return score
+
+
+def relative_positions_within_reach() -> contextlib.AbstractContextManager:
+    return patched_attribute(
+        modeling_deberta_v2.DisentangledSelfAttention, "disentangled_attention_bias", _disentangled_attention_bias_within_reach
+    )
+
+
 class GLiNER2ModelPatcher(ModelPatcher):
     """Optimum's ModelPatcher plus GLiNER2's own rewrites for the duration of the export."""
 
@@ -134,6 +231,7 @@ class GLiNER2ModelPatcher(ModelPatcher):
         self._gliner2_patches = contextlib.ExitStack()
         self._gliner2_patches.enter_context(span_windows_as_gather())
         self._gliner2_patches.enter_context(transformer_layers_without_fast_path())
+        self._gliner2_patches.enter_context(relative_positions_within_reach())
         return self
 
     def __exit__(self, exc_type, exc_value, traceback):
