@@ -17,6 +17,7 @@ For every variant against FP32 of the same export:
 Usage:
     python benchmarks/agreement_report.py --variant deberta_lstm   # tiny fixture, about a minute
     python benchmarks/agreement_report.py --variant full           # mDeBERTa-base-sized, random weights: slow
+    python benchmarks/agreement_report.py --variant full --resume  # after an interruption: keep the rows saved
 
 Checkpoint, export and variants are cached under benchmarks/.cache/agreement/<variant>/. The report is
 printed and written into benchmarks/results/agreement.md, one section per fixture variant.
@@ -25,9 +26,12 @@ printed and written into benchmarks/results/agreement.md, one section per fixtur
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import json
 import math
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -317,7 +321,9 @@ def marker_cosine(export: Path, precision: str, reference_rows: np.ndarray, mark
     rows = quantization.embedding_rows(export, precision, marker_ids)
     if rows is None:
         return None
-    cosines = np.sum(rows * reference_rows, axis=1) / (np.linalg.norm(rows, axis=1) * np.linalg.norm(reference_rows, axis=1))
+    norms = np.linalg.norm(rows, axis=1) * np.linalg.norm(reference_rows, axis=1)
+    # A row quantized to all zeros has lost its direction entirely: cosine 0.
+    cosines = np.divide(np.sum(rows * reference_rows, axis=1), norms, out=np.zeros(len(rows)), where=norms > 0)
     return float(cosines.min())
 
 
@@ -391,16 +397,48 @@ def latency_ratio(reference_model, model, repeats: int) -> Tuple[float, float]:
     return reference_median, float(np.median(timings[id(model)])) / reference_median
 
 
-def measure(export: Path, precisions: List[str], repeats: int) -> Dict[str, Dict[str, Any]]:
+def _release_memory() -> None:
+    """Collect the last variant's sessions and hand freed heap back to the OS.
+
+    A full-size variant's sessions and ONNX protos take several GB; without trimming, glibc keeps the
+    freed pages and nine variants in one process exceeded 24 GB.
+    """
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def _rss_gb() -> float:
+    """This process's resident memory now (Linux), else its peak."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) / 1e6
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+
+
+def measure(
+    export: Path,
+    precisions: List[str],
+    repeats: int,
+    measured: Optional[Dict[str, Dict[str, Any]]] = None,
+    save: Callable[[Dict[str, Dict[str, Any]]], None] = lambda rows: None,
+) -> Dict[str, Dict[str, Any]]:
+    """One row per precision; rows already in `measured` are kept, and `save` gets the rows after each one."""
+    rows = dict(measured or {})
     fp32 = GLiNER2ONNXRuntime.from_pretrained(export)
     marker_ids = [fp32.bundle.special_token_ids[token] for token in MARKER_TOKENS]
     reference_rows = quantization.embedding_rows(export, "fp32", marker_ids)
     log("running the corpus on fp32")
     reference = run_corpus(fp32)
     fp32_sizes = sizes(fp32.bundle)
-    rows = {}
     for precision in ["fp32", *precisions]:
-        log(f"measuring {precision}")
+        if precision in rows:
+            log(f"{precision}: measured by an earlier run, kept")
+            continue
+        log(f"measuring {precision} (RSS {_rss_gb():.1f} GB)")
         model = fp32 if precision == "fp32" else GLiNER2ONNXRuntime.from_pretrained(export, precision=precision)
         assert model.precision == precision
         variant_sizes = sizes(model.bundle)
@@ -417,7 +455,10 @@ def measure(export: Path, precisions: List[str], repeats: int) -> Dict[str, Dict
             "latency_ratio": ratio,
             "fp32_latency_ms": fp32_latency * 1e3,
         }
-    return rows
+        save(rows)
+        del model
+        _release_memory()
+    return {precision: rows[precision] for precision in ["fp32", *precisions]}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -483,6 +524,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--no-write", action="store_true", help=f"print only, do not update {RESULTS_FILE.name}")
     parser.add_argument("--prepare-only", action="store_true", help="build, export and add the variants; measure nothing")
     parser.add_argument("--skip", nargs="*", default=[], metavar="NAME", help="variants not to make or measure")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the rows an interrupted run of the same export saved, measure the rest")  # fmt: skip
     parser.add_argument("--add-only", metavar="NAME", help=argparse.SUPPRESS)  # child mode of prepare()
     args = parser.parse_args(argv)
     workdir = args.workdir or CACHE_ROOT / args.variant
@@ -494,8 +537,18 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.prepare_only:
         return
     repeats = args.repeats or (7 if args.variant == "full" else 20)
-    rows = measure(export, list(descriptions), repeats)
-    (workdir / "agreement.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    rows_file = workdir / "agreement.json"
+    export_stamp = (export / "gliner2_onnx.json").read_text(encoding="utf-8")
+
+    def save(rows: Dict[str, Dict[str, Any]]) -> None:
+        rows_file.write_text(json.dumps({"export_metadata": export_stamp, "rows": rows}, indent=2), encoding="utf-8")
+
+    measured = {}
+    if args.resume and rows_file.is_file():
+        saved = json.loads(rows_file.read_text(encoding="utf-8"))
+        if saved.get("export_metadata") == export_stamp:  # same export, same variants
+            measured = saved["rows"]
+    rows = measure(export, list(descriptions), repeats, measured, save)
     command = f"python benchmarks/agreement_report.py --variant {args.variant}" + (
         f" --skip {' '.join(args.skip)}" if args.skip else ""
     )
