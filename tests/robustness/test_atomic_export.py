@@ -19,7 +19,15 @@ CLI = [sys.executable, "-m", "optimum.commands.optimum_cli", "export", "onnx", "
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill"])
 def test_interrupted_export_leaves_nothing_loadable(checkpoint_dirs, tmp_path, sig):
     output = tmp_path / "out"
-    process = subprocess.Popen([*CLI, str(checkpoint_dirs["deberta_lstm"]), str(output)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [*CLI, str(checkpoint_dirs["deberta_lstm"]), str(output)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        # A shell without job control starts background commands with SIGINT ignored, and children
+        # inherit that (Python then installs no KeyboardInterrupt handler): give the export the
+        # Ctrl-C of an interactive terminal whatever this test runner inherited.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 300
     # Interrupt as soon as the first graph is being written into the staging folder.
     while time.time() < deadline and not list(tmp_path.glob(".out.gliner2-export-*/*.onnx")):
@@ -27,7 +35,8 @@ def test_interrupted_export_leaves_nothing_loadable(checkpoint_dirs, tmp_path, s
             pytest.fail("the export finished before it could be interrupted")
         time.sleep(0.05)
     process.send_signal(sig)
-    process.wait(timeout=120)
+    returncode = process.wait(timeout=120)
+    assert returncode != 0, "the export finished although it was interrupted"
     with pytest.raises(GLiNER2LoadError):
         GLiNER2OnnxBundle.load(output)
 
