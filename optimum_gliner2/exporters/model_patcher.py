@@ -13,8 +13,8 @@ with dynamic shapes:
 
 One rewrite changes no construct but the amount of work, still without changing a number:
 - `relative_positions_within_reach`: DeBERTa-v2's disentangled attention projects all 2 x 256
-  relative-position embeddings through the query and key weights in every layer (constants the
-  exporter folds), repeats them for every batch row and scores every token against all 512,
+  relative-position embeddings through the query and key weights in every layer (constants that
+  ONNX Runtime folds when it loads the graph), repeats them for every batch row and scores every token against all 512,
   whatever the sequence length. A sequence of L tokens only indexes the rows of relative distances
   up to L - 1 (bucketed), so the rewrite scores those rows alone, broadcast over the batch.
 """
@@ -176,8 +176,8 @@ def _disentangled_attention_bias_within_reach(
     last = torch.stack([rows.max() for rows in table_rows.values()]).max()
     reachable = torch.arange(first, last + 1, device=query_layer.device)
 
-    # The projections of the whole table depend on weights only, so the exporter folds them into
-    # constants; the selection of reachable rows comes after them.
+    # The projections of the whole table depend on weights only, so ONNX Runtime folds them into
+    # constants at load time; the selection of reachable rows must come after them to keep that.
     rel_embeddings = rel_embeddings[0 : att_span * 2, :].unsqueeze(0)
     heads = self.num_attention_heads
 
