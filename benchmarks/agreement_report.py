@@ -31,7 +31,6 @@ import gc
 import json
 import math
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
+import psutil
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -410,15 +410,6 @@ def _release_memory() -> None:
         pass
 
 
-def _rss_gb() -> float:
-    """This process's resident memory now (Linux), else its peak."""
-    try:
-        status = Path("/proc/self/status").read_text()
-        return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) / 1e6
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-
-
 def measure(
     export: Path,
     precisions: List[str],
@@ -438,7 +429,7 @@ def measure(
         if precision in rows:
             log(f"{precision}: measured by an earlier run, kept")
             continue
-        log(f"measuring {precision} (RSS {_rss_gb():.1f} GB)")
+        log(f"measuring {precision} (RSS {psutil.Process().memory_info().rss / 1e9:.1f} GB)")
         model = fp32 if precision == "fp32" else GLiNER2ONNXRuntime.from_pretrained(export, precision=precision)
         assert model.precision == precision
         variant_sizes = sizes(model.bundle)
