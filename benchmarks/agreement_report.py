@@ -1,8 +1,8 @@
 """How far each precision variant of a GLiNER2 export is from FP32: the agreement report.
 
 For every variant against FP32 of the same export:
-- decoded-output agreement on the parity corpus (tests/parity_corpus.py): texts, labels, offsets and
-  structure equal, confidences ignored; counted per text and per corpus case;
+- decoded-output agreement on the parity corpus (tests/support/parity_corpus.py): texts, labels,
+  offsets and structure equal, confidences ignored; counted per text and per corpus case;
 - confidence drift over the outputs that agree (max and mean |variant - FP32|);
 - special-token embedding cosine: the rows of gliner2's marker tokens ([P], [E], [R], [L], ...) as the
   variant's encoder looks them up (dequantized), against FP32 (min over the ten markers), and the
@@ -15,9 +15,12 @@ For every variant against FP32 of the same export:
   fixture, where Python overhead dominates).
 
 Usage:
-    python benchmarks/agreement_report.py --variant deberta_lstm   # tiny fixture, about a minute
-    python benchmarks/agreement_report.py --variant full           # mDeBERTa-base-sized, random weights: slow
-    python benchmarks/agreement_report.py --variant full --resume  # after an interruption: keep the rows saved
+    python -m benchmarks.agreement_report --variant deberta_lstm   # tiny fixture, about a minute
+    python -m benchmarks.agreement_report --variant full           # mDeBERTa-base-sized, random weights: slow
+    python -m benchmarks.agreement_report --variant full --resume  # after an interruption: keep the rows saved
+
+(from the repository root). The measures themselves live in tests/support/agreement.py, which
+tests/test_quantization.py asserts on.
 
 Checkpoint, export and variants are cached under benchmarks/.cache/agreement/<variant>/. The report is
 printed and written into benchmarks/results/agreement.md, one section per fixture variant.
@@ -29,36 +32,37 @@ import argparse
 import ctypes
 import gc
 import json
-import math
 import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import psutil
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
-sys.path.insert(0, str(REPO_ROOT / "tests"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from parity import first_difference  # noqa: E402
-from parity_corpus import CASES, ENTITY_LABELS, Case, MIXED_LENGTH_TEXTS, SCHEMA_BUILDERS, SENTENCES, run_case  # noqa: E402
-
-from optimum_gliner2 import quantization  # noqa: E402
+from optimum_gliner2 import variants  # noqa: E402
 from optimum_gliner2.runtime import GLiNER2ONNXRuntime  # noqa: E402
-from optimum_gliner2.runtime.bundle import GRAPH_NAMES, MARKER_TOKENS, GLiNER2OnnxBundle  # noqa: E402
+from optimum_gliner2.bundle.format import GRAPH_NAMES, MARKER_TOKENS, GLiNER2OnnxBundle  # noqa: E402
+from tests.support.agreement import (  # noqa: E402
+    batch_sensitivity,
+    corpus_agreement,
+    padded_token_batch,
+    run_corpus,
+    temper_attention,
+)
+from tests.support.parity_corpus import ENTITY_LABELS, SCHEMA_BUILDERS, SENTENCES  # noqa: E402
 
 RESULTS_FILE = BENCH_DIR / "results" / "agreement.md"
 CACHE_ROOT = BENCH_DIR / ".cache" / "agreement"
 TEMPERED_SUFFIX = "_tempered"
-#: Query/key weights are multiplied by this in a "<variant>_tempered" fixture (see `temper_attention`).
-ATTENTION_TEMPERING = 0.3
 FIXTURE_DESCRIPTIONS = {
     "deberta_lstm_tempered": "the deberta_lstm fixture with attention tempered (query/key weights x0.3): the "
     "fixture's N(0, 0.35) weights make attention near one-hot, where any 1% perturbation swaps attention winners "
@@ -68,11 +72,10 @@ FIXTURE_DESCRIPTIONS = {
     "outputs are near-constant, so agreement there mostly shows that nothing breaks; sizes and latency are real.",
 }
 TRAINED_LIKE = (
-    "tiny fixture with rescaled heads and N(0, 0.35) weights (tests/checkpoint_factory.py): outputs differ by "
+    "tiny fixture with rescaled heads and N(0, 0.35) weights (tests/support/checkpoint_factory.py): outputs differ by "
     "label and straddle the thresholds, but attention is near one-hot, so any lossy variant reshuffles many "
     "outputs (compare deberta_lstm_tempered); sizes and latency are not representative."
 )
-BATCH_TEXTS = list(SENTENCES) + [text for text in MIXED_LENGTH_TEXTS if len(text) > 200]
 LATENCY_TEXT = " ".join(SENTENCES[:3])
 
 
@@ -87,8 +90,7 @@ def log(message: str) -> None:
 
 def _run(arguments: List[str], what: str) -> None:
     log(what)
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
-    completed = subprocess.run(arguments, capture_output=True, text=True, cwd=REPO_ROOT, env=environment)
+    completed = subprocess.run(arguments, capture_output=True, text=True, cwd=REPO_ROOT)
     if completed.returncode != 0:
         raise RuntimeError(f"{what} failed:\n{completed.stderr[-4000:]}")
 
@@ -97,31 +99,31 @@ def _variant_plan(export: Path) -> Dict[str, Tuple[str, Callable[[], Any]]]:
     """Variant name -> (description, function adding it to `export`)."""
     plan: Dict[str, Tuple[str, Callable[[], Any]]] = {
         "int8": (
-            f"default: MatMul per-channel, table {quantization.DEFAULT_EMBEDDINGS}, heads FP32",
-            lambda: quantization.quantize_gliner2(export),
+            f"default: MatMul per-channel, table {variants.DEFAULT_EMBEDDINGS}, heads FP32",
+            lambda: variants.quantize_gliner2(export),
         ),
     }
-    for storage in quantization.EMBEDDING_STORAGES:
-        if storage != quantization.DEFAULT_EMBEDDINGS:
+    for storage in variants.EMBEDDING_STORAGES:
+        if storage != variants.DEFAULT_EMBEDDINGS:
             plan[f"int8_table_{storage}"] = (
                 f"as int8, table {storage}",
-                lambda storage=storage: quantization.quantize_gliner2(
+                lambda storage=storage: variants.quantize_gliner2(
                     export, embeddings=storage, variant=f"int8_table_{storage}"
                 ),
             )
     plan["int8_heads"] = (
         "as int8, heads INT8 too",
-        lambda: quantization.quantize_gliner2(export, quantize_heads=True, variant="int8_heads"),
+        lambda: variants.quantize_gliner2(export, quantize_heads=True, variant="int8_heads"),
     )
     plan["int8_optimum_cli"] = (
         "`optimum-cli onnxruntime quantize --avx2` (all graphs, ORT defaults)",
         lambda: _optimum_cli_variant(export),
     )
-    plan["fp16"] = ("FP16 Linear layers + table, rest FP32", lambda: quantization.convert_gliner2_to_fp16(export))
-    for level in quantization.OPTIMIZATION_LEVELS:
+    plan["fp16"] = ("FP16 Linear layers + table, rest FP32", lambda: variants.convert_gliner2_to_fp16(export))
+    for level in variants.OPTIMIZATION_LEVELS:
         plan[level.lower()] = (
             f"ORTOptimizer {level}, FP32",
-            lambda level=level: quantization.optimize_gliner2(export, level),
+            lambda level=level: variants.optimize_gliner2(export, level),
         )
     return plan
 
@@ -148,31 +150,15 @@ def _optimum_cli_variant(export: Path) -> None:
          "--onnx_model", str(plain_export), "-o", str(output), "--avx2"],
         "optimum-cli onnxruntime quantize --avx2",
     )  # fmt: skip
-    files = {graph: output / name for graph, name in quantization.OPTIMUM_CLI_QUANTIZED_NAMES.items()}
-    quantization.import_variant(export, "int8_optimum_cli", files, {"command": "optimum-cli onnxruntime quantize --avx2"})
-
-
-def temper_attention(checkpoint: Path, factor: float = ATTENTION_TEMPERING) -> None:
-    """Scale the encoder's query/key projection weights of a saved checkpoint by `factor`, in place.
-
-    Attention logits shrink by factor^2, out of the near-one-hot regime of the random fixtures.
-    """
-    from safetensors.torch import load_file, save_file
-
-    weights_file = checkpoint / "model.safetensors"
-    weights = load_file(str(weights_file))
-    for name in weights:
-        projections = ("query_proj.weight", "key_proj.weight", "query.weight", "key.weight")  # DeBERTa-v2, BERT
-        if name.startswith("encoder.") and name.endswith(projections):
-            weights[name] = weights[name] * factor
-    save_file(weights, str(weights_file), metadata={"format": "pt"})
+    files = {graph: output / name for graph, name in variants.OPTIMUM_CLI_QUANTIZED_NAMES.items()}
+    variants.import_variant(export, "int8_optimum_cli", files, {"command": "optimum-cli onnxruntime quantize --avx2"})
 
 
 def build_checkpoint(variant: str, checkpoint: Path) -> None:
     """checkpoint_factory's `variant`, or for "<variant>_tempered" that one with `temper_attention` applied."""
     base = variant[: -len(TEMPERED_SUFFIX)] if variant.endswith(TEMPERED_SUFFIX) else variant
     _run(
-        [sys.executable, "-c", "import sys; from checkpoint_factory import build_checkpoint; build_checkpoint(sys.argv[1], sys.argv[2])",
+        [sys.executable, "-c", "import sys; from tests.support.checkpoint_factory import build_checkpoint; build_checkpoint(sys.argv[1], sys.argv[2])",
          base, str(checkpoint)],
         f"building the {base!r} checkpoint",
     )  # fmt: skip
@@ -204,7 +190,7 @@ def prepare(variant: str, workdir: Path, skip: Sequence[str] = ()) -> Tuple[Path
             # One child process per variant: the tools' peak memory on a full-size encoder is several GB
             # and would otherwise add up in this process.
             try:
-                _run([sys.executable, __file__, "--variant", variant, "--workdir", str(workdir), "--add-only", name],
+                _run([sys.executable, "-m", "benchmarks.agreement_report", "--variant", variant, "--workdir", str(workdir), "--add-only", name],
                      f"adding variant {name}")  # fmt: skip
             except RuntimeError as error:
                 notes.append(f"`{name}` not measured: making it failed ({str(error).strip().splitlines()[-1][:300]}).")
@@ -218,107 +204,8 @@ def prepare(variant: str, workdir: Path, skip: Sequence[str] = ()) -> Tuple[Path
 # ------------------------------------------------------------------------------------------------
 
 
-def _units(case, result) -> List[Any]:
-    """One entry per input text for batch methods, else the whole result."""
-    if isinstance(case.inputs, tuple) and isinstance(result, list) and len(result) == len(case.inputs):
-        return result
-    return [result]
-
-
-def _paired_floats(expected: Any, actual: Any) -> Iterator[Tuple[float, float]]:
-    """(FP32, variant) confidence pairs of two results with the same structure."""
-    if isinstance(expected, dict):
-        for key in expected:
-            yield from _paired_floats(expected[key], actual[key])
-    elif isinstance(expected, (list, tuple)):
-        for left, right in zip(expected, actual):
-            yield from _paired_floats(left, right)
-    elif isinstance(expected, float):
-        yield expected, actual
-
-
-def _same_decoded(expected: Any, actual: Any) -> bool:
-    return first_difference(expected, actual, atol=math.inf) is None
-
-
-def run_corpus(model, cases: Sequence[Case] = CASES) -> Dict[str, Any]:
-    """{case name: result} of the corpus cases on `model`."""
-    return {case.name: run_case(model, case) for case in cases}
-
-
-def corpus_agreement(reference: Dict[str, Any], model, cases: Sequence[Case] = CASES) -> Dict[str, Any]:
-    """Decoded-output agreement and confidence drift of `model` against `reference` (from `run_corpus`)."""
-    texts_same = texts_total = cases_same = confident_kept = confident_total = 0
-    drifts: List[float] = []
-    for case in cases:
-        result = run_case(model, case)
-        fp32_items, variant_items = _items(reference[case.name]), _items(result)
-        confident = {
-            item for item in fp32_items.keys() | variant_items.keys()
-            if max(fp32_items.get(item, 0.0), variant_items.get(item, 0.0)) >= CONFIDENT
-        }
-        confident_kept += len(confident & fp32_items.keys() & variant_items.keys())
-        confident_total += len(confident)
-        expected_units, actual_units = _units(case, reference[case.name]), _units(case, result)
-        case_same = True
-        for expected, actual in zip(expected_units, actual_units):
-            texts_total += 1
-            if _same_decoded(expected, actual):
-                texts_same += 1
-                drifts.extend(abs(a - b) for a, b in _paired_floats(expected, actual))
-            else:
-                case_same = False
-        cases_same += case_same
-    return {
-        "texts_same": texts_same,
-        "texts_total": texts_total,
-        "cases_same": cases_same,
-        "cases_total": len(cases),
-        "confident_kept": confident_kept,  # items confident on either side that both sides return
-        "confident_total": confident_total,
-        "max_drift": max(drifts, default=0.0),
-        "mean_drift": float(np.mean(drifts)) if drifts else 0.0,
-    }
-
-
-#: Items at or above this confidence are "confident": 0.05 above the corpus's highest threshold (0.7), so a
-#: variant whose scores drift by less than 0.05 must keep every one of them, however many items straddle a
-#: threshold (the fixtures put many there on purpose, which makes exact agreement a lower bound).
-CONFIDENT = 0.75
-
-
-def _items(result: Any, path: str = "", found: Optional[Dict[Tuple[str, str], float]] = None) -> Dict[Tuple[str, str], float]:
-    """{(where, what): highest confidence} of every item in `result`.
-
-    An item is a mapping with a float "confidence"; "what" is its other scalar content, so the same span
-    or label found at a different confidence is the same item. List positions are left out of "where":
-    ranking may change when scores move.
-    """
-    found = {} if found is None else found
-    if isinstance(result, dict):
-        confidence = result.get("confidence")
-        if isinstance(confidence, float):
-            content = {key: value for key, value in result.items() if not isinstance(value, (float, dict, list))}
-            key = (path, json.dumps(content, sort_keys=True))
-            found[key] = max(confidence, found.get(key, confidence))
-        for key, value in result.items():
-            _items(value, f"{path}.{key}", found)
-    elif isinstance(result, (list, tuple)):
-        for value in result:
-            _items(value, f"{path}[]", found)
-    return found
-
-
-def batch_sensitivity(model) -> float:
-    """Fraction of texts decoded identically alone and inside one padded batch with the others."""
-    schema = SCHEMA_BUILDERS["mixed"](model.create_schema())
-    batched = model.batch_extract(BATCH_TEXTS, schema, batch_size=len(BATCH_TEXTS), include_confidence=True)
-    alone = [model.extract(text, schema, include_confidence=True) for text in BATCH_TEXTS]
-    return sum(_same_decoded(a, b) for a, b in zip(alone, batched)) / len(BATCH_TEXTS)
-
-
 def marker_cosine(export: Path, precision: str, reference_rows: np.ndarray, marker_ids: List[int]) -> Optional[float]:
-    rows = quantization.embedding_rows(export, precision, marker_ids)
+    rows = variants.embedding_rows(export, precision, marker_ids)
     if rows is None:
         return None
     norms = np.linalg.norm(rows, axis=1) * np.linalg.norm(reference_rows, axis=1)
@@ -357,15 +244,6 @@ def marker_hidden_cosine(reference_model, model, marker_ids: List[int]) -> float
         left, right = expected[at_markers], actual[at_markers]
         cosines.extend(np.sum(left * right, axis=1) / (np.linalg.norm(left, axis=1) * np.linalg.norm(right, axis=1)))
     return float(min(cosines))
-
-
-def padded_token_batch(bundle: GLiNER2OnnxBundle, batch: int, length: int, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
-    """(input_ids, attention_mask): random word pieces (ids below the markers), the second row half padding."""
-    first_marker = min(bundle.special_token_ids.values())
-    input_ids = np.random.default_rng(seed).integers(5, first_marker, size=(batch, length))
-    attention_mask = np.ones_like(input_ids)
-    attention_mask[1, length // 2 :] = 0
-    return input_ids, attention_mask
 
 
 def finite_on_long_input(model, length: int = 1000) -> bool:
@@ -421,7 +299,7 @@ def measure(
     rows = dict(measured or {})
     fp32 = GLiNER2ONNXRuntime.from_pretrained(export)
     marker_ids = [fp32.bundle.special_token_ids[token] for token in MARKER_TOKENS]
-    reference_rows = quantization.embedding_rows(export, "fp32", marker_ids)
+    reference_rows = variants.embedding_rows(export, "fp32", marker_ids)
     log("running the corpus on fp32")
     reference = run_corpus(fp32)
     fp32_sizes = sizes(fp32.bundle)
@@ -540,7 +418,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         if saved.get("export_metadata") == export_stamp:  # same export, same variants
             measured = saved["rows"]
     rows = measure(export, list(descriptions), repeats, measured, save)
-    command = f"python benchmarks/agreement_report.py --variant {args.variant}" + (
+    command = f"python -m benchmarks.agreement_report --variant {args.variant}" + (
         f" --skip {' '.join(args.skip)}" if args.skip else ""
     )
     section = markdown(args.variant, rows, descriptions, command, notes)

@@ -13,8 +13,9 @@ import statistics
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from models import EncoderFloor, EncoderRecorder, Implementation, log
-from workloads import Workload
+from benchmarks.base import Implementation, log
+from benchmarks.models import EncoderFloor, EncoderRecorder
+from benchmarks.workloads import Workload
 
 
 def rotated(items: Sequence[Any], shift: int) -> List[Any]:
@@ -76,7 +77,7 @@ def record_floor_batches(
     shapes: List[Tuple[int, int]] = []
     real_tokens = 0
     for index in indices:
-        with EncoderRecorder(reference.model.backend) as recorder:
+        with EncoderRecorder(reference.model.runtime.backend) as recorder:
             _call_for(reference, kind, workload, index, batch_size)()
         for floor in floors:
             floor.record((kind, workload.name, index), recorder.batches)

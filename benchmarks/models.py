@@ -5,8 +5,8 @@ are reused between runs; `prep.json` there records how long each step took when 
 steps (building the 1.2 GB checkpoint, exporting, quantizing) run in child processes so that
 their memory never inflates the measuring process.
 
-Each measured implementation is an adapter with the same three calls (`run_batch`,
-`run_single`, `run_long`) so that the timing loops in `measure.py` treat them alike.
+The implementations measured here (PyTorch gliner2, ORTModelForGLiNER2 per variant, the encoder
+floors) are adapters of `base.Implementation`; the peers are in `peers.py`.
 """
 
 from __future__ import annotations
@@ -16,55 +16,18 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from workloads import ENTITY_LABELS, SCHEMAS, Workload
-
-BENCH_DIR = Path(__file__).resolve().parent
-REPO_ROOT = BENCH_DIR.parent
-CACHE_ROOT = BENCH_DIR / ".cache"
-THREADS = 2
-
-
-def log(message: str) -> None:
-    """Progress to stderr (stdout of child modes carries their JSON result)."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+from benchmarks.base import CACHE_ROOT, REPO_ROOT, THREADS, Implementation, ImplSpec, Prepared, log, ort_session_options
+from benchmarks.workloads import ENTITY_LABELS, SCHEMAS, Workload
 
 
 # ================================================================================================
 # Preparation: checkpoint, export, variants
 # ================================================================================================
-
-
-@dataclass
-class Prepared:
-    """Paths and preparation figures of one benchmark model.
-
-    Attributes:
-        cache_dir: `benchmarks/.cache/<name>/`.
-        checkpoint: gliner2 checkpoint directory (PyTorch reference).
-        onnx_dir: `optimum-cli export onnx` output, with any precision variants added in place.
-        steps: Step name -> {"seconds": float, "when": str, "this_run": bool, ...} (export, variants).
-        notes: Lines for the report (variants not measured and why, etc.).
-    """
-
-    cache_dir: Path
-    checkpoint: Path
-    onnx_dir: Path
-    steps: Dict[str, Dict[str, Any]] = field(default_factory=dict)
-    notes: List[str] = field(default_factory=list)
-
-    @property
-    def metadata(self) -> Dict[str, Any]:
-        return json.loads((self.onnx_dir / "gliner2_onnx.json").read_text(encoding="utf-8"))
-
-    def variants(self) -> Dict[str, Dict[str, str]]:
-        """Precision -> {graph: file} from the export metadata."""
-        return dict(self.metadata.get("variants", {}))
 
 
 def cache_dir_for(model_variant: str, tokenizer: str) -> Path:
@@ -83,7 +46,7 @@ def _run_child(arguments: List[str], what: str, timeout: int = 3600) -> Tuple[fl
 
 def prepare(model_variant: str, tokenizer: str, skip_export: bool) -> Prepared:
     """Build or reuse the checkpoint; export it (or reuse the export with `skip_export`); add the
-    precision variants `optimum_gliner2.quantization` offers."""
+    precision variants `optimum_gliner2.variants` offers."""
     cache_dir = cache_dir_for(model_variant, tokenizer)
     cache_dir.mkdir(parents=True, exist_ok=True)
     prepared = Prepared(cache_dir, cache_dir / "checkpoint", cache_dir / "onnx")
@@ -96,7 +59,7 @@ def prepare(model_variant: str, tokenizer: str, skip_export: bool) -> Prepared:
     if not (prepared.checkpoint / "config.json").is_file():
         log(f"building the {model_variant!r} checkpoint in {prepared.checkpoint} (the full one takes ~1 min, ~4.3 GB)")
         seconds, _ = _run_child(
-            [sys.executable, str(BENCH_DIR / "run.py"), "--child-build-checkpoint", str(prepared.checkpoint),
+            [sys.executable, "-m", "benchmarks.run", "--child-build-checkpoint", str(prepared.checkpoint),
              "--model-variant", model_variant, "--tokenizer", tokenizer],
             "building the checkpoint",
         )
@@ -168,7 +131,7 @@ def _available_memory_bytes() -> Optional[int]:
 
 
 def _add_variants(prepared: Prepared) -> None:
-    """Optimized FP32 and INT8 variants through `optimum_gliner2.quantization`, each timed in its
+    """Optimized FP32 and INT8 variants through `optimum_gliner2.variants`, each timed in its
     own child process. A missing module or function, an exception or a killed child (out of
     memory) becomes a note, never a failed benchmark: the run must work before and after that
     module lands, and on machines too small for a step."""
@@ -186,7 +149,7 @@ def _add_variants(prepared: Prepared) -> None:
             shutil.rmtree(stale, ignore_errors=True)  # left by a killed step; never referenced
         try:
             seconds, stdout = _run_child(
-                [sys.executable, str(BENCH_DIR / "run.py"), "--child-add-variants", str(prepared.onnx_dir), "--variant-step", step_name],
+                [sys.executable, "-m", "benchmarks.run", "--child-add-variants", str(prepared.onnx_dir), "--variant-step", step_name],
                 f"the {label} variant step",
             )
         except (RuntimeError, subprocess.TimeoutExpired) as error:
@@ -214,15 +177,15 @@ def child_add_variants(onnx_dir: Path, step_names: Optional[List[str]] = None) -
     notes: List[str] = []
     selected = [step for step in VARIANT_STEPS if step_names is None or step[0] in step_names]
     try:
-        from optimum_gliner2 import quantization
+        from optimum_gliner2 import variants
     except ImportError as error:
-        return {"steps": {}, "notes": [f"{label} not measured: optimum_gliner2.quantization is not importable ({error})."
+        return {"steps": {}, "notes": [f"{label} not measured: optimum_gliner2.variants is not importable ({error})."
                                        for _, label, _, _ in selected]}
 
     for step_name, label, function_names, kwargs in selected:
-        function = next((getattr(quantization, n) for n in function_names if hasattr(quantization, n)), None)
+        function = next((getattr(variants, n) for n in function_names if hasattr(variants, n)), None)
         if function is None:
-            notes.append(f"{label} not measured: optimum_gliner2.quantization has none of {', '.join(function_names)}.")
+            notes.append(f"{label} not measured: optimum_gliner2.variants has none of {', '.join(function_names)}.")
             continue
         before = set(_variant_names(onnx_dir))
         start = time.perf_counter()
@@ -250,12 +213,10 @@ def _variant_names(onnx_dir: Path) -> List[str]:
 
 
 def child_build_checkpoint(directory: Path, model_variant: str, tokenizer: str) -> None:
-    """Child mode: build a checkpoint with `tests/checkpoint_factory.py`, with the benchmark
+    """Child mode: build a checkpoint with `tests/support/checkpoint_factory.py`, with the benchmark
     tokenizer in place of the factory's when `tokenizer == "benchmark"` (see workloads.py)."""
-    sys.path.insert(0, str(REPO_ROOT / "tests"))
-    import checkpoint_factory
-
-    import workloads
+    from benchmarks import workloads
+    from tests.support import checkpoint_factory
 
     if tokenizer == "benchmark":
         if not hasattr(checkpoint_factory, "_base_tokenizer"):
@@ -295,25 +256,6 @@ def file_sizes(prepared: Prepared) -> Dict[str, Any]:
 # ================================================================================================
 
 
-@dataclass
-class ImplSpec:
-    """What an implementation is, before it is loaded.
-
-    Attributes:
-        key: Identifier in results.json and in `--rss-probe KEY`.
-        label: Name in the tables and the plot.
-        kind: "pytorch", "ort", "floor", "peer".
-        precision: ORT variant name for "ort"/"floor".
-        category: "fp32", "fp32-optimized", "int8", ... (for the targets).
-    """
-
-    key: str
-    label: str
-    kind: str
-    precision: Optional[str] = None
-    category: str = ""
-
-
 def variant_category(precision: str) -> str:
     """Target category of an export variant name ("fp32", "int8", "fp32-o2", ...)."""
     name = precision.lower()
@@ -336,12 +278,12 @@ def implementation_specs(prepared: Prepared, with_floor: bool = True) -> Tuple[L
     for precision in ordered:
         category = variant_category(precision)
         if category == "fp16":
-            notes.append(f"{precision} not measured: FP16 is a GPU format, not faster on CPU (GLINER2_NOTES §6).")
+            notes.append(f"{precision} not measured: FP16 is a GPU format, not faster on CPU (docs/precision.md).")
             continue
         label = {"fp32": "ORT FP32", "int8": f"ORT INT8 ({precision})"}.get(category, f"ORT FP32 optimized ({precision})")
         specs.append(ImplSpec(f"ort-{precision}", label, "ort", precision, category))
     if not any(s.category == "int8" for s in specs):
-        notes.append("INT8 not measured: the export has no INT8 variant (optimum_gliner2.quantization unavailable or failed).")
+        notes.append("INT8 not measured: the export has no INT8 variant (optimum_gliner2.variants unavailable or failed).")
     if not any(s.category == "fp32-optimized" for s in specs):
         notes.append("FP32 optimized not measured: the export has no optimized FP32 variant.")
     if with_floor:
@@ -349,36 +291,6 @@ def implementation_specs(prepared: Prepared, with_floor: bool = True) -> Tuple[L
             if spec.kind == "ort":
                 specs.append(ImplSpec(f"floor-{spec.precision}", f"encoder floor ({spec.precision})", "floor", spec.precision, spec.category))
     return specs, notes
-
-
-def ort_session_options():
-    """Same threading for every ORT session: 2 intra-op threads (the machine's cores), 1 inter-op."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = THREADS
-    options.inter_op_num_threads = 1
-    return options
-
-
-class Implementation:
-    """A loaded implementation: the same three calls for every kind."""
-
-    spec: ImplSpec
-    load_seconds: float = 0.0
-
-    def supports(self, kind: str, workload: Workload) -> bool:
-        """Whether this implementation can run the workload (peers lack schemas and chunking)."""
-        return True
-
-    def run_batch(self, workload: Workload, batch_size: int) -> Any:
-        raise NotImplementedError
-
-    def run_single(self, workload: Workload, index: int) -> Any:
-        raise NotImplementedError
-
-    def run_long(self, workload: Workload, batch_size: int) -> Any:
-        raise NotImplementedError
 
 
 class GLiNER2APIImplementation(Implementation):
@@ -481,9 +393,5 @@ def load_implementation(spec: ImplSpec, prepared: Prepared, loaded: Optional[Dic
         owner = (loaded or {}).get(f"ort-{spec.precision}")
         if owner is None:
             raise RuntimeError(f"the floor of {spec.precision} needs ort-{spec.precision} loaded first")
-        return EncoderFloor(spec, owner.model.backend.sessions["encoder"])
-    if spec.kind == "peer":
-        import peers
-
-        return peers.load_peer(spec, prepared)
+        return EncoderFloor(spec, owner.model.runtime.backend.sessions["encoder"])
     raise ValueError(f"unknown implementation kind {spec.kind!r}")

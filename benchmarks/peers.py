@@ -1,9 +1,9 @@
 """Peer ONNX ports of GLiNER2, measured on the same checkpoint when they can load it offline.
 
-Only with `run.py --peers`. Peers are installed with `pip install --no-deps --target` into
-`benchmarks/.cache/peers/site/` (their runtime dependencies, numpy, onnxruntime, transformers and
-huggingface_hub, are already in the project's environment), so they never become a dependency of
-anything.
+Only with `python -m benchmarks.run --peers`. Peers are installed with `pip install --no-deps
+--target` into `benchmarks/.cache/peers/site/` (their runtime dependencies, numpy, onnxruntime,
+transformers and huggingface_hub, are already in the project's environment), so they never become a
+dependency of anything.
 
 - gliner2-onnx 0.1.1 (`GLiNER2ONNXRuntime(dir)`): reads `gliner2_config.json` and four graphs with
   its own signatures. Its wheel ships no exporter, so `export_gliner2_onnx_layout` writes that
@@ -26,11 +26,8 @@ import time
 from pathlib import Path
 from typing import Any, List, Tuple
 
-BENCH_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH_DIR))
-
-from models import CACHE_ROOT, Implementation, ImplSpec, Prepared, log, ort_session_options  # noqa: E402
-from workloads import ENTITY_LABELS, Workload  # noqa: E402
+from benchmarks.base import CACHE_ROOT, REPO_ROOT, Implementation, ImplSpec, Prepared, log, ort_session_options
+from benchmarks.workloads import ENTITY_LABELS, Workload
 
 PEERS_DIR = CACHE_ROOT / "peers"
 SITE_DIR = PEERS_DIR / "site"
@@ -72,7 +69,8 @@ def prepare_layout(prepared: Prepared) -> Path:
     if (target / "gliner2_config.json").is_file():
         return target
     log(f"writing the gliner2-onnx layout to {target}")
-    subprocess.run([sys.executable, str(Path(__file__)), "export", str(prepared.checkpoint), str(prepared.onnx_dir), str(target)], check=True)
+    subprocess.run([sys.executable, "-m", "benchmarks.peers", "export", str(prepared.checkpoint), str(prepared.onnx_dir), str(target)],
+                   check=True, cwd=REPO_ROOT)
     return target
 
 
@@ -181,8 +179,10 @@ def load_peer(spec: ImplSpec, prepared: Prepared) -> Implementation:
         raise ValueError(f"unknown peer {spec.key}")
     ensure_installed()
     folder = prepare_layout(prepared)
+    # The downloaded peer package is a runtime plugin outside the project, installed with --target into
+    # SITE_DIR: it becomes importable only here, appended so that the project's own packages keep precedence.
     if str(SITE_DIR) not in sys.path:
-        sys.path.append(str(SITE_DIR))  # appended: the project's own packages keep precedence
+        sys.path.append(str(SITE_DIR))
     import onnxruntime as ort
     from gliner2_onnx import GLiNER2ONNXRuntime as PeerRuntime
 
@@ -202,4 +202,4 @@ if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "export":
         export_gliner2_onnx_layout(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]))
     else:
-        raise SystemExit("usage: python benchmarks/peers.py export CHECKPOINT ONNX_DIR TARGET")
+        raise SystemExit("usage: python -m benchmarks.peers export CHECKPOINT ONNX_DIR TARGET")

@@ -1,15 +1,15 @@
-#!/usr/bin/env python
 """Where does ORTModelForGLiNER2 spend a call beyond the encoder? Stage breakdown + pyinstrument.
 
-    python benchmarks/profile_runtime.py                       # cached full-size export, FP32
-    python benchmarks/profile_runtime.py --workload short-single --precision int8
-    python benchmarks/profile_runtime.py --quick               # the --quick cache (tiny model)
+    python -m benchmarks.profile_runtime                       # cached full-size export, FP32
+    python -m benchmarks.profile_runtime --workload short-single --precision int8
+    python -m benchmarks.profile_runtime --quick               # the --quick cache (tiny model)
 
-Needs a cache built by `benchmarks/run.py` (or `run.py --prepare-only`). For each workload the
-script times the backend's four stages (encoder, count_embed, classifier, span_scorer) by wrapping
-the backend methods, so "host" is everything else: preprocessing, padding, gathers, decoding,
-formatting. With `pyinstrument` installed (`pip install pyinstrument`), it also prints the call
-tree of the host code, the part a fix in `optimum_gliner2/runtime/` can shrink.
+Run from the repository root; needs a cache built by `python -m benchmarks.run` (or with
+`--prepare-only`). For each workload the script times the backend's four stages (encoder,
+count_embed, classifier, span_scorer) by wrapping the backend methods, so "host" is everything else:
+preprocessing, padding, gathers, decoding, formatting. With `pyinstrument` installed (`pip install
+pyinstrument`), it also prints the call tree of the host code, the part a fix in
+`optimum_gliner2/runtime/` can shrink.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from typing import Any, Callable, Dict, List
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import models  # noqa: E402
-from workloads import build_workloads  # noqa: E402
+from benchmarks import models  # noqa: E402
+from benchmarks.base import ImplSpec, Prepared  # noqa: E402
+from benchmarks.workloads import build_workloads  # noqa: E402
 
 STAGES = ("encode", "count_and_queries", "classify", "score_spans")
 WORKLOADS = ("short-batch", "medium-batch", "mixed-batch", "short-single", "medium-single", "mixed-single", "long")
@@ -74,13 +74,13 @@ def main() -> int:
     args = parser.parse_args()
 
     variant = "deberta_lstm" if args.quick else "full"
-    prepared = models.Prepared(models.cache_dir_for(variant, "benchmark"), Path(), Path())
+    prepared = Prepared(models.cache_dir_for(variant, "benchmark"), Path(), Path())
     prepared.checkpoint, prepared.onnx_dir = prepared.cache_dir / "checkpoint", prepared.cache_dir / "onnx"
     if not (prepared.onnx_dir / "gliner2_onnx.json").is_file():
-        raise SystemExit(f"no export in {prepared.onnx_dir}: run `python benchmarks/run.py{' --quick' if args.quick else ''} --prepare-only` first")
-    spec = models.ImplSpec(f"ort-{args.precision}", f"ORT {args.precision}", "ort", args.precision, args.precision)
+        raise SystemExit(f"no export in {prepared.onnx_dir}: run `python -m benchmarks.run{' --quick' if args.quick else ''} --prepare-only` first")
+    spec = ImplSpec(f"ort-{args.precision}", f"ORT {args.precision}", "ort", args.precision, args.precision)
     impl = models.load_implementation(spec, prepared)
-    backend = impl.model.backend
+    backend = impl.model.runtime.backend
     workloads = build_workloads(32, 8, 500 if args.quick else 3000)
 
     calls: Dict[str, Callable[[], Any]] = {

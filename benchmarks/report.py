@@ -11,7 +11,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from measure import summarize
+from benchmarks.measure import summarize
 
 #: (kind, workload) -> display name, in table order.
 ROWS: List[Tuple[str, str, str]] = [

@@ -1,15 +1,16 @@
-#!/usr/bin/env python
 """GLiNER2 on ONNX Runtime vs PyTorch gliner2: throughput, latency, memory, export (issue 6).
 
-    python benchmarks/run.py            # full-size multi-v1-shaped model, 15-30 min on 2 cores
-    python benchmarks/run.py --quick    # tiny model, smoke test of the whole script (< 2 min)
+    python -m benchmarks.run            # full-size multi-v1-shaped model, 15-30 min on 2 cores
+    python -m benchmarks.run --quick    # tiny model, smoke test of the whole script (< 2 min)
+
+(from the repository root).
 
 Steps:
  1. Build or reuse the checkpoint in benchmarks/.cache/ (random weights, gliner2's own classes),
     export it with `optimum-cli export onnx` (timed; `--skip-export` reuses the cached export)
-    and add the optimized-FP32 and INT8 variants when `optimum_gliner2.quantization` offers them.
+    and add the optimized-FP32 and INT8 variants when `optimum_gliner2.variants` offers them.
  2. Peak RSS and load time of each implementation, each in its own child process
-    (`run.py --rss-probe KEY`), so that no implementation's memory pollutes another's.
+    (`python -m benchmarks.run --rss-probe KEY`), so that no implementation's memory pollutes another's.
  3. In this one process, interleaved (implementation order rotates every repetition):
     PyTorch gliner2, ORTModelForGLiNER2 per variant, and each variant's encoder session alone on
     the exact batches the pipeline built (the floor), over the workloads of workloads.py.
@@ -28,21 +29,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 # Before numpy/torch/onnxruntime load: offline, and no tokenizers thread pool fighting for 2 cores.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-BENCH_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH_DIR))
-
-import models  # noqa: E402
-import report  # noqa: E402
-from measure import measure_interleaved  # noqa: E402
-from models import ImplSpec, Prepared, log  # noqa: E402
-from workloads import build_workloads, pieces_per_word  # noqa: E402
+from benchmarks import models, peers, report  # noqa: E402
+from benchmarks.base import BENCH_DIR, REPO_ROOT, THREADS, Implementation, ImplSpec, Prepared, log  # noqa: E402
+from benchmarks.measure import measure_interleaved  # noqa: E402
+from benchmarks.workloads import build_workloads, pieces_per_word  # noqa: E402
 
 MODEL_DESCRIPTIONS = {
     "full": "fastino/gliner2-multi-v1 dimensions: mDeBERTa-v3-base encoder, 250,112-entry vocabulary, count_lstm, max_width 8, 307M parameters",
@@ -60,7 +57,7 @@ def parse_args(argv: List[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=8, help="batch_size of batch_extract and the *_long methods (default 8)")
     parser.add_argument("--latency-texts", type=int, default=None, help="distinct texts per single-text latency workload (default 8, --quick 3)")
     parser.add_argument("--long-words", type=int, default=None, help="words of the long document (default 3000, --quick 800)")
-    parser.add_argument("--model-variant", default=None, help="tests/checkpoint_factory.py variant (default full, --quick deberta_lstm)")
+    parser.add_argument("--model-variant", default=None, help="tests/support/checkpoint_factory.py variant (default full, --quick deberta_lstm)")
     parser.add_argument("--tokenizer", choices=("benchmark", "factory"), default="benchmark",
                         help="benchmark: BPE trained for ~1.5 pieces/word like mDeBERTa (default); factory: the test factory's tiny Unigram")
     parser.add_argument("--prepare-only", action="store_true", help="build/export/add variants into the cache, measure nothing")
@@ -98,6 +95,13 @@ def forwarded_args(args: argparse.Namespace) -> List[str]:
     return forwarded + (["--quick"] if args.quick else [])
 
 
+def load_implementation(spec: ImplSpec, prepared: Prepared, loaded: Optional[Dict[str, Implementation]] = None) -> Implementation:
+    """`models.load_implementation`, or `peers.load_peer` for a peer."""
+    if spec.kind == "peer":
+        return peers.load_peer(spec, prepared)
+    return models.load_implementation(spec, prepared, loaded)
+
+
 # ================================================================================================
 # Child mode: memory probe
 # ================================================================================================
@@ -125,7 +129,7 @@ def rss_probe(args: argparse.Namespace, key: str) -> Dict[str, Any]:
         from optimum_gliner2.runtime import GLiNER2ONNXRuntime  # noqa: F401
     import_s = time.perf_counter() - start
     rss_imported = process.memory_info().rss
-    impl = models.load_implementation(spec, prepared)
+    impl = load_implementation(spec, prepared)
     rss_loaded = process.memory_info().rss
     workloads = build_workloads(args.batch_texts, args.latency_texts, args.long_words)
     for kind, name in (("throughput", "short"), ("throughput", "medium"), ("long", "long")):
@@ -151,8 +155,6 @@ def _probe_specs(prepared: Prepared, args: argparse.Namespace) -> Dict[str, Impl
     probe = {s.key: s for s in specs}
     probe["ort-fp32-torchfree"] = ImplSpec("ort-fp32-torchfree", "ORT FP32, torch-free GLiNER2ONNXRuntime", "ort-torchfree", "fp32", "fp32")
     if args.peers:
-        import peers
-
         probe.update({s.key: s for s in peers.peer_specs(prepared)[0]})
     return probe
 
@@ -165,8 +167,8 @@ def run_memory_probes(args: argparse.Namespace, prepared: Prepared) -> Dict[str,
         keys = [key for key in keys if key in ("pytorch", "ort-fp32", "ort-fp32-torchfree") or key.startswith("peer")]
     for key in keys:
         log(f"memory probe: {key}")
-        command = [sys.executable, str(BENCH_DIR / "run.py"), "--rss-probe", key] + forwarded_args(args) + (["--peers"] if args.peers else [])
-        completed = subprocess.run(command, capture_output=True, text=True, cwd=models.REPO_ROOT, timeout=1800)
+        command = [sys.executable, "-m", "benchmarks.run", "--rss-probe", key] + forwarded_args(args) + (["--peers"] if args.peers else [])
+        completed = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=1800)
         if completed.returncode != 0:
             results[key] = {"label": key, "error": completed.stderr.strip().splitlines()[-1] if completed.stderr.strip() else f"exit {completed.returncode}"}
             log(f"  failed: {results[key]['error']}")
@@ -195,7 +197,7 @@ def main(argv: List[str] | None = None) -> int:
 
     started = report.now()
     load_before = report.load_average()
-    command = "python benchmarks/run.py" + ("" if argv is None and len(sys.argv) == 1 else " " + shlex.join(sys.argv[1:] if argv is None else argv))
+    command = "python -m benchmarks.run" + ("" if argv is None and len(sys.argv) == 1 else " " + shlex.join(sys.argv[1:] if argv is None else argv))
     log(f"load average before: {load_before}")
 
     prepared = models.prepare(args.model_variant, args.tokenizer, args.skip_export)
@@ -205,8 +207,6 @@ def main(argv: List[str] | None = None) -> int:
     specs, notes = models.implementation_specs(prepared)
     notes = list(prepared.steps.get("variant_notes", {}).get("notes", [])) + notes
     if args.peers:
-        import peers
-
         peer_specs, peer_notes = peers.peer_specs(prepared)
         specs = specs[:1] + peer_specs + specs[1:]
         notes += peer_notes
@@ -220,7 +220,7 @@ def main(argv: List[str] | None = None) -> int:
     loaded: Dict[str, Any] = {}
     for spec in specs:
         log(f"loading {spec.label}")
-        loaded[spec.key] = models.load_implementation(spec, prepared, loaded)
+        loaded[spec.key] = load_implementation(spec, prepared, loaded)
     impls = [loaded[s.key] for s in specs]
 
     import numpy as np  # noqa: F401  (already loaded; keeps the import order explicit)
@@ -250,7 +250,7 @@ def main(argv: List[str] | None = None) -> int:
             "quick": args.quick, "repeats": args.repeats, "long_repeats": args.long_repeats, "batch_texts": args.batch_texts,
             "batch_size": args.batch_size, "latency_texts": args.latency_texts, "long_words": args.long_words,
             "model_variant": args.model_variant, "model_description": MODEL_DESCRIPTIONS.get(args.model_variant, args.model_variant),
-            "tokenizer": args.tokenizer, "threads": models.THREADS,
+            "tokenizer": args.tokenizer, "threads": THREADS,
         },
         "pieces_per_word": pieces_per_word(tokenizer_json, workloads["throughput"]["medium"].texts),
         "implementations": [vars(s) for s in specs],
@@ -274,9 +274,9 @@ def main(argv: List[str] | None = None) -> int:
     text = report.write_markdown(args.output_dir / "results.md", results)
     print(text)
     if args.output_dir.resolve() == (BENCH_DIR / "results").resolve() and not args.quick:
-        for readme, results_dir in ((BENCH_DIR / "README.md", "results"), (models.REPO_ROOT / "README.md", "benchmarks/results")):
+        for readme, results_dir in ((BENCH_DIR / "README.md", "results"), (REPO_ROOT / "README.md", "benchmarks/results")):
             if report.update_readme(readme, results, results_dir):
-                log(f"updated the results section of {readme.relative_to(models.REPO_ROOT)}")
+                log(f"updated the results section of {readme.relative_to(REPO_ROOT)}")
     print("\n".join(report.target_lines(checks)))
     log(f"wrote {args.output_dir / 'results.md'}, results.json, speedup.png")
     return 0

@@ -4,7 +4,7 @@ Texts are generated from sentence templates with people, organisations, places, 
 products, so that every entity label of the schemas has something to find and the word statistics
 look like news text. Everything is seeded: two runs measure exactly the same inputs.
 
-Why a benchmark tokenizer: `tests/checkpoint_factory.py` trains a ~350-piece Unigram on a few
+Why a benchmark tokenizer: `tests/support/checkpoint_factory.py` trains a ~350-piece Unigram on a few
 lines of text (enough for parity tests), which splits ordinary English words into 3-5 pieces.
 mDeBERTa's 250k SentencePiece vocabulary needs about 1.3-1.5 pieces per English word. Sequence
 length drives the encoder's cost (attention is quadratic in it), so the benchmark trains its own

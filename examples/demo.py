@@ -1,7 +1,8 @@
 """Demo: build a small GLiNER2 checkpoint offline, export it with `optimum-cli`, run it on ONNX Runtime.
 
-Run with `make demo`. The checkpoint has random weights (the hub is out of reach), so the extracted
-spans are not meaningful; what the demo shows is that the ONNX model gives gliner2's answers.
+Run with `make demo`, or `python -m examples.demo` from the repository root. The checkpoint has random
+weights (the hub is out of reach), so the extracted spans are not meaningful; what the demo shows is that
+the ONNX model gives gliner2's answers.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from checkpoint_factory import build_checkpoint  # noqa: E402
+from tests.support.checkpoint_factory import build_checkpoint
 
 TEXT = "Tim Cook is the chief executive officer of Apple Inc. and lives in Palo Alto."
 LABELS = ["person", "organization", "location"]

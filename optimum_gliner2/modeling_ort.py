@@ -15,11 +15,11 @@ from optimum.onnxruntime.modeling import ORTModel
 from optimum.onnxruntime.utils import prepare_providers_and_provider_options
 from transformers import PretrainedConfig
 
+from optimum_gliner2.bundle.format import METADATA_FILE, read_metadata
 from optimum_gliner2.optimum_glue import GLINER2_LIBRARY, register_gliner2_with_optimum
-from optimum_gliner2.runtime.bundle import METADATA_FILE, GLiNER2OnnxBundle
-from optimum_gliner2.runtime.onnx_model import GLiNER2ONNXRuntime, load_tokenizer
-from optimum_gliner2.runtime.pipeline import GLiNER2Pipeline
-from optimum_gliner2.runtime.sessions import OnnxBackend
+from optimum_gliner2.runtime.api import GLiNER2Methods
+from optimum_gliner2.runtime.engine import ExtractionEngine
+from optimum_gliner2.runtime.onnx import GLiNER2ONNXRuntime
 
 register_gliner2_with_optimum()
 
@@ -34,7 +34,7 @@ class ORTGLiNER2Graph(ORTSessionMixin):
         self.initialize_ort_attributes(session=session, use_io_binding=use_io_binding)
 
 
-class ORTModelForGLiNER2(ORTParentMixin, ORTModel, GLiNER2Pipeline):
+class ORTModelForGLiNER2(ORTParentMixin, ORTModel, GLiNER2Methods):
     """GLiNER2 on ONNX Runtime with gliner2's `GLiNER2` methods and the same answers.
 
     Loads a folder exported by `optimum-cli export onnx` (or exports a PyTorch checkpoint on the fly with
@@ -61,7 +61,6 @@ class ORTModelForGLiNER2(ORTParentMixin, ORTModel, GLiNER2Pipeline):
     ):
         sessions = runtime.backend.sessions
         super(ORTModel, self).__init__(model=sessions["encoder"], config=config)
-        GLiNER2Pipeline.__init__(self, runtime.backend, runtime.preprocessor.tokenizer, token_pooling=runtime.token_pooling)
         self.runtime = runtime
         self.graphs = {name: ORTGLiNER2Graph(session, use_io_binding) for name, session in sessions.items()}
         self.initialize_ort_attributes(parts=list(self.graphs.values()))
@@ -70,6 +69,11 @@ class ORTModelForGLiNER2(ORTParentMixin, ORTModel, GLiNER2Pipeline):
             self._model_save_dir_tempdirectory_instance = model_save_dir
             model_save_dir = model_save_dir.name
         self.model_save_dir = Path(model_save_dir) if model_save_dir is not None else runtime.bundle.folder
+
+    @property
+    def engine(self) -> ExtractionEngine:
+        """The runtime's extraction engine: the Optimum class adds no second pipeline."""
+        return self.runtime.engine
 
     @property
     def precision(self) -> str:
@@ -119,9 +123,9 @@ class ORTModelForGLiNER2(ORTParentMixin, ORTModel, GLiNER2Pipeline):
         providers, provider_options = prepare_providers_and_provider_options(
             provider=provider, providers=providers, provider_options=provider_options
         )
-        bundle = GLiNER2OnnxBundle.load(folder, precision=precision)
-        backend = OnnxBackend(bundle, providers=providers, session_options=session_options, provider_options=provider_options)
-        runtime = GLiNER2ONNXRuntime(bundle, backend, load_tokenizer(bundle))
+        runtime = GLiNER2ONNXRuntime.from_pretrained(
+            folder, precision=precision, providers=providers, session_options=session_options, provider_options=provider_options
+        )
         return cls(config=config, runtime=runtime, use_io_binding=use_io_binding, model_save_dir=model_save_dir or folder)
 
     @classmethod
@@ -174,9 +178,7 @@ class ORTModelForGLiNER2(ORTParentMixin, ORTModel, GLiNER2Pipeline):
 
 def _precision_of_file(folder: Path, file_name: str) -> str:
     """The variant whose encoder (or any graph) is `file_name`, for Optimum's `file_name=` argument."""
-    import json
-
-    variants = json.loads((folder / METADATA_FILE).read_text(encoding="utf-8")).get("variants", {})
+    variants = read_metadata(folder)["variants"]
     for precision, graphs in variants.items():
         if file_name in graphs.values():
             return precision

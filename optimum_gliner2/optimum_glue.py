@@ -51,7 +51,7 @@ def _is_gliner2_model(model: Any) -> bool:
 def _is_gliner2_checkpoint(model_name_or_path: Any, **hub_kwargs: Any) -> bool:
     if not isinstance(model_name_or_path, (str,)) and not hasattr(model_name_or_path, "__fspath__"):
         return False
-    from optimum_gliner2.exporters.modeling import is_gliner2_config, read_checkpoint_config
+    from optimum_gliner2.exporters.loading import is_gliner2_config, read_checkpoint_config
 
     keys = ("subfolder", "revision", "cache_dir", "token")
     return is_gliner2_config(read_checkpoint_config(model_name_or_path, **{k: hub_kwargs.get(k) for k in keys}))
@@ -71,7 +71,7 @@ def _wrap_infer_library(original):
             return original(model, **call)
         except ValueError as error:
             if isinstance(model, str) and os.path.isdir(model):
-                from optimum_gliner2.exporters.errors import GLiNER2ExportError
+                from optimum_gliner2.errors import GLiNER2ExportError
 
                 raise GLiNER2ExportError(
                     f"{model} is not a checkpoint Optimum can export: it has no config.json "
@@ -84,7 +84,7 @@ def _wrap_infer_library(original):
 
 
 def _wrap_infer_task(original):
-    from optimum_gliner2.exporters.modeling import GLINER2_TASK
+    from optimum_gliner2.exporters.loading import GLINER2_TASK
 
     @functools.wraps(original)
     def infer_task_from_model(model, subfolder="", revision=None, cache_dir=None, token=None, library_name=None, **kwargs):
@@ -126,7 +126,8 @@ def _wrap_export_from_model(original):
         import shutil
         from pathlib import Path
 
-        from optimum_gliner2.exporters.validation import publish_export, staging_folder_for
+        from optimum_gliner2.bundle.format import publish
+        from optimum_gliner2.exporters.publishing import staging_folder_for
 
         output = Path(output)
         output.mkdir(parents=True, exist_ok=True)  # fail early, naming the user's path, if it cannot be written
@@ -134,7 +135,7 @@ def _wrap_export_from_model(original):
         shutil.rmtree(staging, ignore_errors=True)
         try:
             result = original(model, staging, *args, **kwargs)
-            publish_export(staging, output)
+            publish(staging, output)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return result
@@ -154,8 +155,8 @@ def register_gliner2_with_optimum() -> None:
     onnx_main = importlib.import_module("optimum.exporters.onnx.__main__")
     from optimum.exporters.tasks import TasksManager
 
+    from optimum_gliner2.exporters.loading import GLINER2_TASK
     from optimum_gliner2.exporters.model_configs import GLiNER2EncoderOnnxConfig
-    from optimum_gliner2.exporters.modeling import GLINER2_TASK
 
     TasksManager._LIBRARY_TO_TASKS_TO_MODEL_LOADER_MAP[GLINER2_LIBRARY] = {GLINER2_TASK: "GLiNER2ForOnnxExport"}
     TasksManager._LIBRARY_TO_SUPPORTED_MODEL_TYPES.setdefault(GLINER2_LIBRARY, {})
@@ -189,7 +190,7 @@ def register_gliner2_for_onnxruntime() -> None:
 
 
 def _gliner2_error_in_chain(error: BaseException):
-    from optimum_gliner2.exporters.errors import GLiNER2ExportError
+    from optimum_gliner2.errors import GLiNER2ExportError
 
     while error is not None:
         if isinstance(error, GLiNER2ExportError):

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from checkpoint_factory import TEST_VARIANTS, build_checkpoint  # noqa: E402
+from tests.support.checkpoint_factory import TEST_VARIANTS, build_checkpoint  # noqa: E402
 
 
 @pytest.fixture(scope="session")

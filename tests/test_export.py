@@ -7,12 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from optimum_gliner2.runtime.bundle import GRAPH_NAMES, METADATA_FILE, GLiNER2OnnxBundle
-from optimum_gliner2.runtime.errors import GLiNER2LoadError
+from optimum_gliner2.bundle.format import GRAPH_NAMES, METADATA_FILE, GLiNER2OnnxBundle
+from optimum_gliner2.errors import GLiNER2LoadError
 
 CLI = [sys.executable, "-m", "optimum.commands.optimum_cli"]
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
-from checkpoint_factory import LEGACY_CONFIG_KEYS
+from tests.support.checkpoint_factory import LEGACY_CONFIG_KEYS
 
 TEXTS = [
     "Apple released the iPhone 15 in Cupertino, California on September 12, 2023.",

@@ -1,6 +1,6 @@
 """The exported ONNX model gives gliner2's answers: every corpus case on every fixture variant.
 
-Decoded texts, labels and offsets must be equal; confidences within 1e-4 (tests/parity.py).
+Decoded texts, labels and offsets must be equal; confidences within 1e-4 (tests/support/parity.py).
 """
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from optimum_gliner2.runtime import GLiNER2ONNXRuntime
-from parity import assert_same_results
-from parity_corpus import CASES, MIXED_LENGTH_TEXTS, PRODUCT_STRUCTURE, run_case
+from tests.support.parity import assert_same_results
+from tests.support.parity_corpus import CASES, MIXED_LENGTH_TEXTS, PRODUCT_STRUCTURE, run_case
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,10 @@
 """INT8, FP16 and optimized variants: made side by side in one folder, loadable, and close to FP32.
 
-Agreement is measured with benchmarks/agreement_report.py's own functions, so the thresholds here
-hold the numbers the report publishes. Exact decoded agreement is asserted on the attention-tempered
-fixture (see `agreement_report.temper_attention`): the plain fixtures keep attention near one-hot,
-where any lossy variant reshuffles outputs (INT8: ~12% identical texts) and agreement measures the
-fixture, not the variant.
+Agreement is measured with tests/support/agreement.py, the functions benchmarks/agreement_report.py
+publishes with, so the thresholds here hold the numbers the report publishes. Exact decoded agreement
+is asserted on the attention-tempered fixture (see `temper_attention`): the plain fixtures keep
+attention near one-hot, where any lossy variant reshuffles outputs (INT8: ~12% identical texts) and
+agreement measures the fixture, not the variant.
 """
 
 from __future__ import annotations
@@ -20,13 +20,12 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from optimum_gliner2 import quantization
+from optimum_gliner2 import variants
 from optimum_gliner2.runtime import GLiNER2LoadError, GLiNER2ONNXRuntime
-from optimum_gliner2.runtime.bundle import MARKER_TOKENS, METADATA_FILE, GLiNER2OnnxBundle
-from parity_corpus import CASES
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import agreement_report  # noqa: E402
+from optimum_gliner2.bundle.format import MARKER_TOKENS, METADATA_FILE, GLiNER2OnnxBundle
+from optimum_gliner2.variants.cli import main as variants_command
+from tests.support.agreement import batch_sensitivity, corpus_agreement, padded_token_batch, run_corpus, temper_attention
+from tests.support.parity_corpus import CASES
 
 #: Corpus subset for the variants expected to be exact, or nearly (a case of each kind, every sixth).
 CASES_SUBSET = CASES[::6]
@@ -47,7 +46,7 @@ def _encode(session: ort.InferenceSession, input_ids: np.ndarray, attention_mask
 
 
 def _random_tokens(folder: Path, batch: int, length: int):
-    return agreement_report.padded_token_batch(GLiNER2OnnxBundle.load(folder), batch, length)
+    return padded_token_batch(GLiNER2OnnxBundle.load(folder), batch, length)
 
 
 def _relative_error(reference: np.ndarray, actual: np.ndarray, attention_mask: np.ndarray) -> float:
@@ -56,7 +55,7 @@ def _relative_error(reference: np.ndarray, actual: np.ndarray, attention_mask: n
 
 
 def _identical_fraction(reference: dict, model, cases) -> float:
-    agreement = agreement_report.corpus_agreement(reference, model, cases)
+    agreement = corpus_agreement(reference, model, cases)
     return agreement["texts_same"] / agreement["texts_total"]
 
 
@@ -64,8 +63,8 @@ def _identical_fraction(reference: dict, model, cases) -> float:
 def variants_folder(exported_dirs, tmp_path_factory) -> Path:
     """The deberta_lstm export with every variant, made through the module's command line."""
     folder = _copy_export(exported_dirs["deberta_lstm"], tmp_path_factory.mktemp("variants") / "export")
-    quantization.main([str(folder), "--int8", "--fp16", "--optimize", "O2"])
-    quantization.quantize_gliner2(folder, embeddings="int8_per_table", variant="int8_per_table")
+    variants_command([str(folder), "--int8", "--fp16", "--optimize", "O2"])
+    variants.quantize_gliner2(folder, embeddings="int8_per_table", variant="int8_per_table")
     return folder
 
 
@@ -78,12 +77,12 @@ def tempered(checkpoint_dirs, tmp_path_factory):
     """
     root = tmp_path_factory.mktemp("tempered")
     checkpoint = _copy_export(checkpoint_dirs["deberta_lstm"], root / "checkpoint")
-    agreement_report.temper_attention(checkpoint)
-    folder = quantization.export_all_variants(checkpoint, root / "export", optimize="O1")
+    temper_attention(checkpoint)
+    folder = variants.export_all_variants(checkpoint, root / "export", optimize="O1")
     for level in ("O2", "O3"):
-        quantization.optimize_gliner2(folder, level)
+        variants.optimize_gliner2(folder, level)
     fp32 = GLiNER2ONNXRuntime.from_pretrained(folder)
-    return folder, agreement_report.run_corpus(fp32, CASES)
+    return folder, run_corpus(fp32, CASES)
 
 
 # --------------------------------------------------------------------------------------------
@@ -113,8 +112,8 @@ def test_variants_side_by_side_load_by_precision(variants_folder):
 def test_int8_recipe_quantizes_linear_weights_per_channel_and_keeps_attention_fp32(variants_folder):
     model = onnx.load(str(variants_folder / "encoder_int8.onnx"))
     op_types = [node.op_type for node in model.graph.node]
-    fp32_model = quantization.load_without_identities(variants_folder / "encoder.onnx")
-    assert op_types.count("MatMulInteger") == len(quantization.weight_matmul_nodes(fp32_model))
+    fp32_model = variants.load_without_identities(variants_folder / "encoder.onnx")
+    assert op_types.count("MatMulInteger") == len(variants.weight_matmul_nodes(fp32_model))
     assert op_types.count("GatherBlockQuantized") == 1 and "DequantizeLinear" not in op_types
     # Attention scores and context (activation x activation) stay FP32 MatMuls.
     assert op_types.count("MatMul") >= 4
@@ -124,14 +123,14 @@ def test_int8_recipe_quantizes_linear_weights_per_channel_and_keeps_attention_fp
 
 def test_remaking_a_variant_and_copy_mode_keep_the_source_consistent(variants_folder, tmp_path):
     before = (variants_folder / METADATA_FILE).read_text()
-    copy = quantization.quantize_gliner2(variants_folder, embeddings="fp16", variant="int8", output_dir=tmp_path / "copy")
+    copy = variants.quantize_gliner2(variants_folder, embeddings="fp16", variant="int8", output_dir=tmp_path / "copy")
     assert (variants_folder / METADATA_FILE).read_text() == before
     assert json.loads((copy / METADATA_FILE).read_text())["variant_recipes"]["int8"]["embeddings"] == "fp16"
     GLiNER2OnnxBundle.load(copy, precision="int8")
     with pytest.raises(FileExistsError):
-        quantization.quantize_gliner2(variants_folder, output_dir=copy)
+        variants.quantize_gliner2(variants_folder, output_dir=copy)
     with pytest.raises(ValueError):
-        quantization.quantize_gliner2(copy, variant="fp32")
+        variants.quantize_gliner2(copy, variant="fp32")
 
 
 def test_an_interrupted_run_registers_nothing(variants_folder, tmp_path, monkeypatch):
@@ -141,14 +140,14 @@ def test_an_interrupted_run_registers_nothing(variants_folder, tmp_path, monkeyp
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(quantization, "_store_embedding_table", crash)
+    monkeypatch.setattr("optimum_gliner2.variants.int8._store_embedding_table", crash)
     with pytest.raises(KeyboardInterrupt):
-        quantization.quantize_gliner2(folder, variant="int8_new")
+        variants.quantize_gliner2(folder, variant="int8_new")
     assert (folder / METADATA_FILE).read_text() == before
     assert not list(folder.glob(".staging-*")) and not (folder / "encoder_int8_new.onnx").exists()
     # Interrupted while re-making an existing variant: that variant is gone, the rest still loads.
     with pytest.raises(KeyboardInterrupt):
-        quantization.quantize_gliner2(folder, variant="int8")
+        variants.quantize_gliner2(folder, variant="int8")
     metadata = json.loads((folder / METADATA_FILE).read_text())
     for precision in metadata["variants"]:
         GLiNER2OnnxBundle.load(folder, precision=precision)
@@ -181,7 +180,7 @@ def test_optimum_cli_quantize_output_is_not_an_export_until_imported(exported_di
     # It quantized the embedding table with one scale for the whole table.
     encoder = onnx.load(str(output / "encoder_quantized.onnx"))
     assert "DequantizeLinear" in [node.op_type for node in encoder.graph.node]
-    quantization.main([str(folder), "--import-optimum-cli", str(output)])
+    variants_command([str(folder), "--import-optimum-cli", str(output)])
     assert GLiNER2ONNXRuntime.from_pretrained(folder, precision="int8_optimum_cli").precision == "int8_optimum_cli"
 
 
@@ -193,16 +192,16 @@ def test_optimum_cli_quantize_output_is_not_an_export_until_imported(exported_di
 def test_default_int8_keeps_marker_rows_better_than_one_scale_per_table(variants_folder):
     bundle = GLiNER2OnnxBundle.load(variants_folder)
     marker_ids = [bundle.special_token_ids[token] for token in MARKER_TOKENS]
-    reference = quantization.embedding_rows(variants_folder, "fp32", marker_ids)
+    reference = variants.embedding_rows(variants_folder, "fp32", marker_ids)
 
     def cosines(precision):
-        rows = quantization.embedding_rows(variants_folder, precision, marker_ids)
+        rows = variants.embedding_rows(variants_folder, precision, marker_ids)
         return np.sum(rows * reference, axis=1) / (np.linalg.norm(rows, axis=1) * np.linalg.norm(reference, axis=1))
 
     def max_errors(precision):
-        return np.abs(quantization.embedding_rows(variants_folder, precision, marker_ids) - reference).max(axis=1)
+        return np.abs(variants.embedding_rows(variants_folder, precision, marker_ids) - reference).max(axis=1)
 
-    assert quantization.DEFAULT_EMBEDDINGS == "int8_per_row"
+    assert variants.DEFAULT_EMBEDDINGS == "int8_per_row"
     per_row, per_table = cosines("int8"), cosines("int8_per_table")
     assert per_row.min() > per_table.min() and per_row.mean() > per_table.mean()
     assert per_row.min() > 0.9999
@@ -226,7 +225,7 @@ def test_int8_stays_close_to_fp32(tempered):
     # Measured 2.1%; ORT's u8s8 kernel saturating on AVX2 without VNNI (the avx512_vnni preset) gives 14%.
     assert _relative_error(fp32_hidden, int8_hidden, attention_mask) < 0.05
     int8 = GLiNER2ONNXRuntime.from_pretrained(folder, precision="int8")
-    agreement = agreement_report.corpus_agreement(reference, int8, CASES)
+    agreement = corpus_agreement(reference, int8, CASES)
     # Every confident answer (confidence >= 0.75, above every threshold of the corpus by 0.05) is kept
     # (9 of 9 measured; the fixture has few: its scores cluster at 0.5-0.7)...
     assert agreement["confident_total"] >= 5, agreement
@@ -248,7 +247,7 @@ def test_fp16_has_no_nan_on_long_inputs_and_agrees(tempered):
     assert _identical_fraction(reference, fp16, CASES) >= 0.90  # measured 96.5-98.2%
 
 
-@pytest.mark.parametrize("level", quantization.OPTIMIZATION_LEVELS)
+@pytest.mark.parametrize("level", variants.OPTIMIZATION_LEVELS)
 def test_optimized_encoders_give_fp32_answers(tempered, level):
     folder, reference = tempered
     precision = level.lower()
@@ -258,11 +257,11 @@ def test_optimized_encoders_give_fp32_answers(tempered, level):
     # O1/O2 rewrite without changing the computation; O3's GELU approximation moves scores by ~1e-4.
     expected = 1.0 if level != "O3" else 0.95
     assert _identical_fraction(reference, model, CASES_SUBSET) >= expected
-    assert agreement_report.batch_sensitivity(model) == 1.0
+    assert batch_sensitivity(model) == 1.0
 
 
 def test_bert_attention_fusion_keeps_the_encoder_output(exported_dirs, tmp_path):
-    folder = quantization.optimize_gliner2(exported_dirs["bert"], "O2", output_dir=tmp_path / "bert")
+    folder = variants.optimize_gliner2(exported_dirs["bert"], "O2", output_dir=tmp_path / "bert")
     recipe = GLiNER2OnnxBundle.load(folder, precision="o2").metadata["variant_recipes"]["o2"]
     assert recipe["fused"].get("Attention", 0) > 0 or recipe["fused"].get("MultiHeadAttention", 0) > 0, recipe
     input_ids, attention_mask = _random_tokens(folder, batch=3, length=40)

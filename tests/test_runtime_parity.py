@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from optimum_gliner2.runtime import GLiNER2InputError, GLiNER2LoadError, GLiNER2Pipeline
-from optimum_gliner2.runtime.processing import build_tasks
-from parity import assert_same_results, first_difference
-from parity_corpus import (
+from optimum_gliner2.runtime import GLiNER2InputError, GLiNER2LoadError, GLiNER2Methods, GLiNER2Pipeline
+from optimum_gliner2.runtime.plan import DecodeOptions, plan_schema
+from tests.support.parity import assert_same_results, first_difference
+from tests.support.parity_corpus import (
     CASES,
     ENTITY_LABELS,
     MIXED_LENGTH_TEXTS,
@@ -29,7 +29,7 @@ from parity_corpus import (
     SCHEMA_BUILDERS,
     run_case,
 )
-from torch_backend import TorchBackend, torch_pipeline
+from tests.support.torch_backend import TorchBackend, torch_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,7 @@ class RecordingBackend:
 
 def _recording(pipeline: GLiNER2Pipeline):
     backend = RecordingBackend(pipeline.backend)
-    return GLiNER2Pipeline(backend, pipeline.preprocessor.tokenizer), backend
+    return GLiNER2Pipeline(backend, pipeline.engine.preprocessor.tokenizer), backend
 
 
 def test_counts_match_pytorch(torch_models, pipelines, variant):
@@ -258,7 +258,7 @@ def _schema_of(model, case):
 def test_input_ids_and_positions_match_gliner2_collation(torch_models, pipelines, variant):
     """Token ids, word and marker positions, words and offsets equal gliner2's collation."""
     model = torch_models[variant]
-    preprocessor = pipelines[variant].preprocessor
+    preprocessor = pipelines[variant].engine.preprocessor
     for case in CASES:
         schema = _schema_of(model, case)
         schema_dict = schema.build() if hasattr(schema, "build") else dict(schema)
@@ -270,26 +270,29 @@ def test_input_ids_and_positions_match_gliner2_collation(torch_models, pipelines
             [(text, schema_dict) for text in texts], max_len=max_len
         )
         for row, text in enumerate(texts):
-            record = preprocessor.encode(text, schema_dict, max_len)
+            plan = plan_schema(schema, DecodeOptions())
+            record = preprocessor.encode(text, plan, max_len)
+            text_words = [word for word, _, _ in preprocessor.word_splitter(record.text, lower=True)]
             where = f"{case.name}[{row}]"
             length = batch.original_lengths[row]
-            assert record.input_ids == batch.input_ids[row, :length].tolist(), where
+            assert list(record.input_ids) == batch.input_ids[row, :length].tolist(), where
             word_count = batch.text_word_counts[row]
             first_positions = [start for start, _ in record.word_subwords]
             assert first_positions == batch.text_word_indices[row, :word_count].tolist(), where
-            assert record.marker_positions == batch.schema_special_indices[row], where
-            assert record.words == batch.text_tokens[row], where
-            assert record.start_map == batch.start_mappings[row], where
-            assert record.end_map == batch.end_mappings[row], where
+            assert [list(positions) for positions in record.marker_positions] == batch.schema_special_indices[row], where
+            assert list(plan.choice_prefix) + text_words[:max_len] == batch.text_tokens[row], where
+            assert list(record.start_map) == batch.start_mappings[row], where
+            assert list(record.end_map) == batch.end_mappings[row], where
             assert record.text == batch.original_texts[row], where
-            prompts = [list(task.tokens) for task in record.tasks]
+            prompts = [list(task.prompt) for task in plan.tasks]
             assert prompts == batch.schema_tokens_list[row], where
-            assert [task.task_type for task in record.tasks] == batch.task_types[row], where
+            assert [task.kind for task in plan.tasks] == batch.task_types[row], where
 
 
 def test_words_without_subwords_keep_a_placeholder(pipelines):
     """BERT drops a zero-width space; the word keeps the next word's position, like gliner2."""
-    record = pipelines["bert"].preprocessor.encode("Tim \u200b Cook", {"entities": {"person": ""}})
+    plan = plan_schema({"entities": {"person": ""}}, DecodeOptions())
+    record = pipelines["bert"].engine.preprocessor.encode("Tim \u200b Cook", plan)
     (start, end), (next_start, _) = record.word_subwords[1], record.word_subwords[2]
     assert start == end == next_start
 
@@ -342,7 +345,7 @@ def test_public_methods_have_gliner2_signatures():
     """Same parameter names, kinds, order and defaults as gliner2's GLiNER2."""
     from gliner2 import GLiNER2
 
-    methods = [name for name in vars(GLiNER2Pipeline) if not name.startswith("_")]
+    methods = [name for name in vars(GLiNER2Methods) if not name.startswith("_")]
     methods.remove("word_splitter")
     assert len(methods) == 22
 
@@ -374,11 +377,12 @@ def test_tokenizer_without_marker_tokens_is_refused(torch_models):
 def test_unknown_token_pooling_is_refused(pipelines):
     pipeline = pipelines["deberta_lstm"]
     with pytest.raises(GLiNER2InputError, match="token_pooling"):
-        GLiNER2Pipeline(pipeline.backend, pipeline.preprocessor.tokenizer, token_pooling="cls")
+        GLiNER2Pipeline(pipeline.backend, pipeline.engine.preprocessor.tokenizer, token_pooling="cls")
 
 
 def test_schema_without_task_has_no_tasks():
-    assert build_tasks({"entities": {}, "relations": [], "json_structures": [{"empty": {}}]}) == []
+    with pytest.raises(GLiNER2InputError, match="defines no task"):
+        plan_schema({"entities": {}, "relations": [], "json_structures": [{"empty": {}}]}, DecodeOptions())
 
 
 def test_runtime_imports_neither_torch_nor_transformers_nor_gliner2(checkpoint_dirs):

@@ -6,7 +6,7 @@ import numpy as np
 import onnxruntime as ort
 
 from optimum_gliner2.runtime import GLiNER2ONNXRuntime
-from optimum_gliner2.runtime.sessions import ALLOW_SPINNING
+from optimum_gliner2.runtime.onnx.sessions import ALLOW_SPINNING
 
 
 def _spinning(model: GLiNER2ONNXRuntime) -> set:

@@ -1,4 +1,8 @@
-"""Serving an exported folder imports none of torch, transformers, gliner2 or Optimum's exporters."""
+"""Serving an exported folder imports none of torch, transformers, gliner2, pydantic or Optimum's exporters.
+
+Each check runs a script in a fresh interpreter where those packages cannot be imported, as in a
+serving image without them, and fails if any of them (or the export side) ends up loaded.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +10,40 @@ import subprocess
 import sys
 import textwrap
 
-FORBIDDEN = ("torch", "transformers", "gliner2", "optimum.exporters", "optimum.onnxruntime")
+UNAVAILABLE = ("torch", "transformers", "gliner2", "pydantic")
+FORBIDDEN_PREFIXES = ("optimum.exporters", "optimum.onnxruntime", "optimum_gliner2.exporters")
 
-SERVE_EVERY_METHOD = """
+_BLOCK_IMPORTS = f"""
 import sys
 
-class _Blocked:
-    # Makes the forbidden packages unimportable, as in a serving image without them.
+class _Unavailable:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "transformers", "gliner2"):
-            raise ImportError(f"{name} is not available in a torch-free serving image")
+        if name.split(".")[0] in {UNAVAILABLE!r}:
+            raise ImportError(f"{{name}} is not available in a torch-free serving image")
         return None
 
-sys.meta_path.insert(0, _Blocked())
+sys.meta_path.insert(0, _Unavailable())
+"""
 
+_REPORT_LOADED = f"""
+loaded = sorted(
+    m for m in sys.modules
+    if sys.modules[m] is not None and (m.split(".")[0] in {UNAVAILABLE!r} or m.startswith({FORBIDDEN_PREFIXES!r}))
+)
+print("FORBIDDEN_LOADED", loaded)
+assert not loaded, loaded
+"""
+
+
+def run_without_torch(body: str, *arguments: str) -> None:
+    """Run `body` with the unavailable packages blocked; fail if it fails or loads a forbidden module."""
+    script = _BLOCK_IMPORTS + textwrap.dedent(body) + _REPORT_LOADED
+    completed = subprocess.run([sys.executable, "-c", script, *arguments], capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-4000:]
+    assert "FORBIDDEN_LOADED []" in completed.stdout
+
+
+SERVE_EVERY_METHOD = """
 from optimum_gliner2.runtime import GLiNER2ONNXRuntime
 
 model = GLiNER2ONNXRuntime.from_pretrained(sys.argv[1])
@@ -44,18 +68,37 @@ outputs = [
     model.batch_extract_relations_long(texts, relations),
 ]
 assert all(isinstance(o, (dict, list)) for o in outputs)
-loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers", "gliner2") or m.startswith(("optimum.exporters", "optimum.onnxruntime")))
-print("FORBIDDEN_LOADED", loaded)
-assert not loaded, loaded
 """
 
 
 def test_serving_core_runs_every_method_without_torch(exported_dirs):
-    completed = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(SERVE_EVERY_METHOD), str(exported_dirs["deberta_lstm"])],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-4000:]
-    assert "FORBIDDEN_LOADED []" in completed.stdout
+    run_without_torch(SERVE_EVERY_METHOD, str(exported_dirs["deberta_lstm"]))
+
+
+BUILD_SCHEMAS = """
+from optimum_gliner2.runtime import AttributeGroup, GLiNER2ONNXRuntime, RegexValidator, Schema
+
+schema = (
+    Schema()
+    .entities({"person": {"description": "a human", "threshold": 0.4}, "email": {"validators": [RegexValidator(r"@")]}})
+    .entity_attributes({"role": AttributeGroup(["leader", "founder"], multi_label=True)})
+    .relations({"works_for": {"threshold": 0.3}})
+    .classification("sentiment", {"positive": "good", "negative": "bad"}, top_k=1)
+    .structure("product").field("name", dtype="str").field("color", choices=["red", "blue"])
+)
+from_dict = Schema.from_dict({"entities": ["person"], "structures": {"order": {"fields": [{"name": "item"}]}}})
+model = GLiNER2ONNXRuntime.from_pretrained(sys.argv[1])
+results = [model.extract("Tim Cook leads Apple in Cupertino.", built) for built in (schema, from_dict)]
+assert set(results[0]) == {"entities", "relation_extraction", "sentiment", "product"}, results
+assert set(results[1]) == {"entities", "order"}, results
+"""
+
+
+def test_schemas_are_built_without_torch_or_pydantic(exported_dirs):
+    """`from optimum_gliner2.runtime import Schema` gives gliner2's builder in a torch-free, pydantic-free image."""
+    run_without_torch(BUILD_SCHEMAS, str(exported_dirs["deberta_lstm"]))
+
+
+def test_variant_tools_and_bundle_format_import_without_torch():
+    """Making variants edits the bundle through bundle/format.py; neither needs the export side's torch."""
+    run_without_torch("import optimum_gliner2.bundle, optimum_gliner2.variants\nfrom optimum_gliner2.variants.cli import main\n")

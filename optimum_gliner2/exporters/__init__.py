@@ -1,7 +1,9 @@
-"""Export side: GLiNER2 ONNX configs, model patcher, exportable wrappers and validation (needs torch)."""
+"""Export side (needs torch): checkpoint loading, exportable wrappers, ONNX configs, model patcher,
+validation against PyTorch, and publishing the finished folder."""
 
-from optimum_gliner2.exporters.errors import GLiNER2ExportError
-from optimum_gliner2.exporters.modeling import GLINER2_TASK, GLiNER2ForOnnxExport, split_into_submodels
+from optimum_gliner2.errors import GLiNER2ExportError
+from optimum_gliner2.exporters.loading import GLINER2_TASK, GLiNER2ForOnnxExport
+from optimum_gliner2.exporters.modeling import split_into_submodels
 from optimum_gliner2.exporters.model_configs import (
     GLiNER2ClassifierOnnxConfig,
     GLiNER2CountEmbedOnnxConfig,

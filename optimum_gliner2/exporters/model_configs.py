@@ -91,7 +91,7 @@ class GLiNER2OnnxConfig(OnnxConfig):
     def post_process_exported_models(self, path, models_and_onnx_configs, onnx_files_subpaths):
         # Optimum calls this on the first graph's config once every graph is written: the place to
         # validate at other shapes and to write the runtime metadata, after which the folder loads.
-        from optimum_gliner2.exporters.validation import finalize_export
+        from optimum_gliner2.exporters.publishing import finalize_export
 
         finalize_export(path, models_and_onnx_configs, onnx_files_subpaths)
         return models_and_onnx_configs, onnx_files_subpaths

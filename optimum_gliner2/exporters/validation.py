@@ -1,34 +1,22 @@
-"""The plugin's own checks of an export, and the metadata that makes the folder loadable.
+"""The plugin's own check of exported graphs against gliner2's PyTorch modules.
 
 Optimum validates each graph at the export shapes only and merely warns on a mismatch. Here every
 graph is compared with gliner2's PyTorch modules at several other shapes; any divergence beyond
-tolerance removes the graphs and raises, so a failed export never leaves a loadable folder.
-The runtime metadata is written last, atomically: its presence marks a finished, validated export.
+tolerance raises (exporters/publishing.py then removes the graphs, so no loadable folder is left).
 """
 
 from __future__ import annotations
 
-import importlib.metadata
-import json
 import logging
-import os
-import tempfile
 from pathlib import Path
-from typing import Dict, Iterable, List, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 import onnxruntime as ort
 import torch
 
-from optimum_gliner2.exporters.errors import GLiNER2ExportError
-from optimum_gliner2.runtime.bundle import (
-    DEFAULT_PRECISION,
-    FORMAT_VERSION,
-    GRAPH_NAMES,
-    MARKER_TOKENS,
-    METADATA_FILE,
-    file_record,
-)
+from optimum_gliner2.bundle.format import GRAPH_NAMES
+from optimum_gliner2.errors import GLiNER2ExportError
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +29,6 @@ ENCODER_SHAPES = ((1, 5), (3, 37), (2, 130))  # (batch, sequence length)
 COUNT_EMBED_CASES = ((1, (20,)), (5, (1, 20)), (12, (1, 1, 1, 1, 1)))
 CLASSIFIER_SHAPES = (1, 3, 17)  # label markers
 SPAN_SCORER_SHAPES = ((1, 1, 1), (2, 9, 4), (3, 41, 11))  # (batch, words, queries)
-_PACKAGES = ("optimum-gliner2", "optimum", "optimum-onnx", "transformers", "torch", "gliner2", "onnx", "onnxruntime")
 
 
 def _compare(expected: torch.Tensor, actual: np.ndarray) -> Tuple[float, bool]:
@@ -138,118 +125,3 @@ def validate_graphs(output_dir: Path, onnx_files: Dict[str, str], submodels: Dic
     if failures:
         raise GLiNER2ExportError("The exported ONNX graphs do not reproduce PyTorch:\n  " + "\n  ".join(failures))
     return report
-
-
-def _onnx_opset(path: Path) -> int:
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    return next(entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx"))
-
-
-def _versions() -> Dict[str, str]:
-    versions = {}
-    for package in _PACKAGES:
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
-
-
-def build_metadata(output_dir: Path, onnx_files: Dict[str, str], submodels, report: List[dict], opset: int) -> dict:
-    """The runtime metadata of a finished export (see runtime/bundle.py for the reader)."""
-    encoder_wrapper, count_wrapper = submodels["encoder"], submodels["count_embed"]
-    gliner2_config = encoder_wrapper.config
-    tokenizer = encoder_wrapper.tokenizer
-    special_ids = {token: tokenizer.convert_tokens_to_ids(token) for token in MARKER_TOKENS}
-    if any(i is None or i == tokenizer.unk_token_id for i in special_ids.values()):
-        raise GLiNER2ExportError(f"The checkpoint's tokenizer lacks gliner2's marker tokens: {special_ids}")
-    files = {name: file_record(output_dir, name) for name in [*onnx_files.values(), "tokenizer.json"]}
-    return {
-        "format_version": FORMAT_VERSION,
-        "architecture": "span",
-        "graphs": list(GRAPH_NAMES),
-        "variants": {DEFAULT_PRECISION: dict(onnx_files)},
-        "files": files,
-        "tokenizer_file": "tokenizer.json",
-        "max_width": int(gliner2_config.max_width),
-        "max_count": int(count_wrapper.max_count),
-        "hidden_size": int(encoder_wrapper.encoder.config.hidden_size),
-        "counting_layer": gliner2_config.counting_layer,
-        "token_pooling": gliner2_config.token_pooling,
-        "encoder_model_type": encoder_wrapper.encoder.config.model_type,
-        "pad_token_id": int(tokenizer.pad_token_id or 0),
-        "special_token_ids": special_ids,
-        "opset": opset,
-        "exporter_versions": _versions(),
-        "validation": report,
-    }
-
-
-def write_json_atomically(path: Path, content: dict) -> None:
-    """Write `content` to `path` so that readers see the old file or the whole new one, never a part."""
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(descriptor, 0o644)  # mkstemp's 0600 would hide the metadata from other users
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(content, handle, indent=2)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def remove_export_files(output_dir: Path, names: Iterable[str]) -> None:
-    """Delete graphs (with their external data) so that a failed export cannot be loaded."""
-    for name in names:
-        for path in [output_dir / name, *output_dir.glob(f"{Path(name).name}_data*")]:
-            path.unlink(missing_ok=True)
-
-
-def finalize_export(output_dir, models_and_onnx_configs, onnx_files_subpaths) -> None:
-    """Validate the graphs Optimum just wrote, save the tokenizer, and write the metadata last."""
-    output_dir = Path(output_dir)
-    onnx_files = dict(zip(models_and_onnx_configs, onnx_files_subpaths))
-    submodels = {name: module for name, (module, _) in models_and_onnx_configs.items()}
-    (output_dir / METADATA_FILE).unlink(missing_ok=True)  # a stale marker must not vouch for new files
-    try:
-        report = validate_graphs(output_dir, onnx_files, submodels)
-        submodels["encoder"].tokenizer.save_pretrained(str(output_dir))
-        opset = _onnx_opset(output_dir / onnx_files["encoder"])
-        metadata = build_metadata(output_dir, onnx_files, submodels, report, opset)
-    except BaseException:
-        remove_export_files(output_dir, onnx_files.values())
-        raise
-    write_json_atomically(output_dir / METADATA_FILE, metadata)
-    worst = max(record["max_abs_diff"] for record in report)
-    logger.info("GLiNER2 export validated at %d shapes (max abs diff %.2e); metadata written.", len(report), worst)
-
-
-def staging_folder_for(output_dir: Path) -> Path:
-    """Where an export into `output_dir` is written before it is published (same file system)."""
-    return output_dir.parent / f".{output_dir.name}.gliner2-export-{os.getpid()}"
-
-
-def publish_export(staging: Path, output_dir: Path) -> None:
-    """Move a finished export from `staging` into `output_dir`, replacing a previous export there.
-
-    The previous metadata goes first and the new metadata comes last, so at every instant the folder
-    either loads as the old export, as the new one, or not at all.
-    """
-    output_dir.mkdir(parents=True, exist_ok=True)
-    previous = output_dir / METADATA_FILE
-    if previous.is_file():
-        try:
-            old_files = json.loads(previous.read_text(encoding="utf-8")).get("files", {})
-        except (OSError, ValueError):
-            old_files = {}
-        previous.unlink()
-        remove_export_files(output_dir, [name for name in old_files if name.endswith(".onnx")])
-    for path in sorted(staging.iterdir()):
-        if path.name != METADATA_FILE:
-            os.replace(path, output_dir / path.name)
-    os.replace(staging / METADATA_FILE, output_dir / METADATA_FILE)
-    staging.rmdir()

@@ -1,17 +1,26 @@
-"""Torch-free GLiNER2 serving core: preprocessing, numeric stages behind a backend, decoding.
+"""Torch-free GLiNER2 serving: preprocess -> numeric stages behind a backend -> decode.
 
-`GLiNER2Pipeline` exposes gliner2's extraction API on any `GLiNER2Backend`; only numpy,
-`tokenizers` and pydantic are imported (never torch, transformers or gliner2).
+Imports only numpy, `tokenizers` and (for `GLiNER2ONNXRuntime`) onnxruntime; never torch,
+transformers or gliner2. The schema builder is gliner2's API, so a serving process builds schemas
+with `from optimum_gliner2.runtime import Schema`.
 """
 
+from optimum_gliner2.bundle.format import GLiNER2OnnxBundle
+from optimum_gliner2.errors import GLiNER2InputError, GLiNER2LoadError
+from optimum_gliner2.runtime.api import GLiNER2Methods, GLiNER2Pipeline
 from optimum_gliner2.runtime.backend import GLiNER2Backend
-from optimum_gliner2.runtime.errors import GLiNER2InputError, GLiNER2LoadError
-from optimum_gliner2.runtime.pipeline import GLiNER2Pipeline
+from optimum_gliner2.runtime.onnx import GLiNER2ONNXRuntime
+from optimum_gliner2.runtime.schema import AttributeGroup, RegexValidator, Schema
 
-__all__ = ["GLiNER2Backend", "GLiNER2InputError", "GLiNER2LoadError", "GLiNER2Pipeline"]
-
-# The ONNX Runtime side (onnxruntime is imported only here and in sessions.py).
-from optimum_gliner2.runtime.bundle import GLiNER2OnnxBundle  # noqa: E402
-from optimum_gliner2.runtime.onnx_model import GLiNER2ONNXRuntime  # noqa: E402
-
-__all__ += ["GLiNER2ONNXRuntime", "GLiNER2OnnxBundle"]
+__all__ = [
+    "AttributeGroup",
+    "GLiNER2Backend",
+    "GLiNER2InputError",
+    "GLiNER2LoadError",
+    "GLiNER2Methods",
+    "GLiNER2ONNXRuntime",
+    "GLiNER2OnnxBundle",
+    "GLiNER2Pipeline",
+    "RegexValidator",
+    "Schema",
+]

@@ -1,8 +1,8 @@
-"""The four numeric stages the host pipeline calls, whatever runs them.
+"""The four numeric stages the engine calls, whatever runs them.
 
-`OnnxBackend` (runtime/sessions.py) runs them with ONNX Runtime; tests also run them with gliner2's
-own PyTorch modules (tests/torch_backend.py) to check the host code apart from the graphs.
-All arrays are numpy; float arrays are float32, index arrays int64.
+`OnnxBackend` (runtime/onnx/sessions.py) runs them with ONNX Runtime; tests also run them with
+gliner2's own PyTorch modules (tests/support/torch_backend.py) to check the host code apart from the
+graphs. All arrays are numpy; float arrays are float32, index arrays int64.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ class GLiNER2Backend(Protocol):
 
     #: Largest span width in words (config.max_width); span logits have this last dimension.
     max_width: int
-    #: Number of count classes of count_pred (20 in gliner2); count_embed is computed for all.
+    #: Number of count classes of count_pred (20 in gliner2).
     max_count: int
     #: Encoder hidden size.
     hidden_size: int

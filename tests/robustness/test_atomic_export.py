@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import time
 import pytest
 
 from optimum_gliner2.runtime import GLiNER2LoadError, GLiNER2ONNXRuntime
-from optimum_gliner2.runtime.bundle import GLiNER2OnnxBundle
+from optimum_gliner2.bundle.format import GLiNER2OnnxBundle
 
 CLI = [sys.executable, "-m", "optimum.commands.optimum_cli", "export", "onnx", "--model"]
 

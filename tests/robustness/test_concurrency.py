@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from optimum_gliner2.runtime import GLiNER2ONNXRuntime
-from parity_corpus import CASES, run_case
+from tests.support.parity_corpus import CASES, run_case
 
 
 def test_eight_threads_give_serial_answers(exported_dirs):

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from optimum_gliner2.runtime import GLiNER2LoadError, GLiNER2ONNXRuntime
-from optimum_gliner2.runtime.bundle import METADATA_FILE
+from optimum_gliner2.bundle.format import METADATA_FILE
 
 
 @pytest.fixture

@@ -1,0 +1,12 @@
+"""The exported folder's format, shared by the exporter, the runtime and the variant tools (torch-free)."""
+
+from optimum_gliner2.bundle.format import (
+    DEFAULT_PRECISION,
+    GRAPH_NAMES,
+    MARKER_TOKENS,
+    METADATA_FILE,
+    TOKEN_POOLINGS,
+    GLiNER2OnnxBundle,
+)
+
+__all__ = ["DEFAULT_PRECISION", "GRAPH_NAMES", "MARKER_TOKENS", "METADATA_FILE", "TOKEN_POOLINGS", "GLiNER2OnnxBundle"]

@@ -1,0 +1,385 @@
+"""The exported folder ("bundle"): its layout, and how it is read, checked and written.
+
+A bundle is a folder with the ONNX graphs, tokenizer.json, config.json and `gliner2_onnx.json`, the
+metadata. This module is the one owner of that format; the exporter, the runtime and the variant
+tools all go through it. It imports neither torch nor onnxruntime.
+
+Crash safety rests on one rule: the metadata is written last and atomically, and it vouches for the
+size of every file it names. A folder without metadata is an interrupted or failed export; a file
+replaced or truncated after the fact no longer matches its recorded size. Loading trusts nothing
+in the folder: file names must stay inside it, sizes must match, and the metadata must be complete.
+No pickle and no remote code are involved anywhere.
+
+Metadata (format 2), as JSON:
+
+    format_version, architecture ("span")
+    graphs                  GRAPH_NAMES, the graphs every variant provides
+    variants                {precision: {graph: file}}; "fp32" is the export itself
+    variant_recipes         {precision: how the variant was made} (not for "fp32")
+    files                   {file: {"size": bytes, "external_data": {file: bytes}}}
+    tokenizer_file
+    max_width, max_count, hidden_size, counting_layer, token_pooling, encoder_model_type
+    pad_token_id, special_token_ids {marker token: id}
+    opset, exporter_versions, validation (the export's comparison with PyTorch)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterable, Mapping, Optional, Sequence
+
+from optimum_gliner2.errors import GLiNER2LoadError
+
+METADATA_FILE = "gliner2_onnx.json"
+#: 2: count_embed takes max_instances and returns only the steps needed.
+FORMAT_VERSION = 2
+ARCHITECTURE = "span"
+GRAPH_NAMES = ("encoder", "count_embed", "classifier", "span_scorer")
+DEFAULT_PRECISION = "fp32"
+TOKENIZER_FILE = "tokenizer.json"
+#: gliner2's prompt marker tokens, in the order of its SchemaTransformer.SPECIAL_TOKENS. An export
+#: records the id of each, and the runtime's prompts are built from these names.
+MARKER_TOKENS = (
+    "[SEP_STRUCT]",
+    "[SEP_TEXT]",
+    "[P]",
+    "[C]",
+    "[E]",
+    "[R]",
+    "[L]",
+    "[EXAMPLE]",
+    "[OUTPUT]",
+    "[DESCRIPTION]",
+)
+#: How a word's embedding pools its subword states (gliner2's `token_pooling`).
+TOKEN_POOLINGS = ("first", "mean", "max")
+_RECIPES = "variant_recipes"
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------------
+
+
+def resolve_inside(folder: Path, relative_name: str) -> Path:
+    """`folder / relative_name`, refusing names that leave the folder (absolute, `..`, links out).
+
+    Raises:
+        GLiNER2LoadError: If the name is not a relative path inside `folder`.
+    """
+    if not isinstance(relative_name, str) or not relative_name or os.path.isabs(relative_name):
+        raise GLiNER2LoadError(
+            f"{METADATA_FILE} names the file {relative_name!r}, which is not a relative path inside {folder}."
+        )
+    candidate = (folder / relative_name).resolve()
+    root = folder.resolve()
+    if candidate != root and root not in candidate.parents:
+        raise GLiNER2LoadError(f"{METADATA_FILE} names the file {relative_name!r}, which lies outside {folder}.")
+    return candidate
+
+
+def external_data_files(folder: Path, graph_file: str) -> list:
+    """The external-data files an ONNX graph of `folder` keeps its large tensors in."""
+    stem = Path(graph_file).name
+    return sorted({*folder.glob(f"{stem}_data*"), *folder.glob(f"{stem}.data")})
+
+
+def file_record(folder: Path, name: str) -> Dict[str, Any]:
+    """The record the metadata keeps for a file: its size, and those of a graph's external data."""
+    record: Dict[str, Any] = {"size": (folder / name).stat().st_size}
+    external = external_data_files(folder, name)
+    if external:
+        record["external_data"] = {path.name: path.stat().st_size for path in external}
+    return record
+
+
+def remove_graph_files(folder: Path, names: Iterable[str]) -> None:
+    """Delete graphs with their external data (a failed or replaced export must not load)."""
+    for name in names:
+        for path in [folder / name, *external_data_files(folder, name)]:
+            path.unlink(missing_ok=True)
+
+
+def write_json_atomically(path: Path, content: Mapping[str, Any]) -> None:
+    """Write `content` to `path` so that readers see the old file or the whole new one, never a part."""
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(descriptor, 0o644)  # mkstemp's 0600 would hide the metadata from other users
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            json.dump(content, handle, indent=2)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+# ---------------------------------------------------------------------------------------------
+# Metadata: building, editing, reading
+# ---------------------------------------------------------------------------------------------
+
+
+def new_metadata(
+    folder: Path,
+    graph_files: Mapping[str, str],
+    *,
+    max_width: int,
+    max_count: int,
+    hidden_size: int,
+    counting_layer: str,
+    token_pooling: str,
+    encoder_model_type: str,
+    pad_token_id: int,
+    special_token_ids: Mapping[str, int],
+    opset: int,
+    exporter_versions: Mapping[str, str],
+    validation: Sequence[Mapping[str, Any]],
+) -> Dict[str, Any]:
+    """The metadata of a finished export in `folder`, whose graphs and tokenizer are written.
+
+    Raises:
+        GLiNER2LoadError: If a value breaks the format (checked as a reader would check it).
+    """
+    metadata = {
+        "format_version": FORMAT_VERSION,
+        "architecture": ARCHITECTURE,
+        "graphs": list(GRAPH_NAMES),
+        "variants": {DEFAULT_PRECISION: {graph: graph_files[graph] for graph in GRAPH_NAMES}},
+        "files": {name: file_record(folder, name) for name in [*graph_files.values(), TOKENIZER_FILE]},
+        "tokenizer_file": TOKENIZER_FILE,
+        "max_width": int(max_width),
+        "max_count": int(max_count),
+        "hidden_size": int(hidden_size),
+        "counting_layer": counting_layer,
+        "token_pooling": token_pooling,
+        "encoder_model_type": encoder_model_type,
+        "pad_token_id": int(pad_token_id),
+        "special_token_ids": {token: int(special_token_ids[token]) for token in MARKER_TOKENS},
+        "opset": int(opset),
+        "exporter_versions": dict(exporter_versions),
+        "validation": list(validation),
+    }
+    _check_metadata(metadata, folder / METADATA_FILE)
+    return metadata
+
+
+def read_metadata(folder: os.PathLike | str) -> Dict[str, Any]:
+    """The checked metadata of an exported folder.
+
+    Raises:
+        GLiNER2LoadError: If the folder is no complete export, or its metadata breaks the format.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise GLiNER2LoadError(f"{folder} is not a directory.")
+    path = folder / METADATA_FILE
+    if not path.is_file():
+        raise GLiNER2LoadError(
+            f"{folder} has no {METADATA_FILE}: it is not a complete optimum-gliner2 export "
+            "(an export that was interrupted or failed validation never writes it). Export again with "
+            "`optimum-cli export onnx --model <checkpoint> <folder>`."
+        )
+    try:
+        metadata = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise GLiNER2LoadError(f"{path} is not valid JSON: {error}") from error
+    _check_metadata(metadata, path)
+    return metadata
+
+
+def write_metadata(folder: Path, metadata: Mapping[str, Any]) -> None:
+    """Write the metadata of `folder` atomically, dropping records of files no variant names."""
+    referenced = {metadata.get("tokenizer_file", TOKENIZER_FILE)}
+    for graphs in metadata["variants"].values():
+        referenced.update(graphs.values())
+    metadata = {**metadata, "files": {name: record for name, record in metadata["files"].items() if name in referenced}}
+    _check_metadata(metadata, folder / METADATA_FILE)
+    write_json_atomically(folder / METADATA_FILE, metadata)
+
+
+def with_variant(
+    metadata: Mapping[str, Any], folder: Path, precision: str, new_graphs: Mapping[str, str], recipe: Mapping[str, Any]
+) -> Dict[str, Any]:
+    """`metadata` with the variant `precision` registered: `new_graphs` ({graph: file}, already in
+    `folder`) and the FP32 files for the other graphs, with `recipe` saying how it was made."""
+    if precision == DEFAULT_PRECISION:
+        raise ValueError(f"{DEFAULT_PRECISION!r} is the exported model itself; choose another variant name.")
+    unknown = set(new_graphs) - set(GRAPH_NAMES)
+    if unknown:
+        raise ValueError(f"Unknown graph names {sorted(unknown)}; GLiNER2 exports have {GRAPH_NAMES}.")
+    graph_files = {**metadata["variants"][DEFAULT_PRECISION], **new_graphs}
+    files = {**metadata["files"], **{name: file_record(folder, name) for name in new_graphs.values()}}
+    return {
+        **metadata,
+        "variants": {**metadata["variants"], precision: graph_files},
+        _RECIPES: {**metadata.get(_RECIPES, {}), precision: dict(recipe)},
+        "files": files,
+    }
+
+
+def without_variant(metadata: Mapping[str, Any], precision: str) -> Dict[str, Any]:
+    """`metadata` with the variant `precision` unregistered (its files are no longer vouched for)."""
+    variants = {name: graphs for name, graphs in metadata["variants"].items() if name != precision}
+    recipes = {name: recipe for name, recipe in metadata.get(_RECIPES, {}).items() if name != precision}
+    return {**metadata, "variants": variants, _RECIPES: recipes}
+
+
+def _check_metadata(metadata: Any, path: Path) -> None:
+    if not isinstance(metadata, dict):
+        raise GLiNER2LoadError(f"{path} does not hold a JSON object.")
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise GLiNER2LoadError(
+            f"{path} has format_version {metadata.get('format_version')!r}; this optimum-gliner2 reads "
+            f"{FORMAT_VERSION}. Export the checkpoint again with `optimum-cli export onnx`."
+        )
+    if metadata.get("architecture") != ARCHITECTURE:
+        raise GLiNER2LoadError(
+            f"{path} describes a {metadata.get('architecture')!r} model; only {ARCHITECTURE!r} is supported."
+        )
+    for key in ("max_width", "max_count", "hidden_size"):
+        value = metadata.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise GLiNER2LoadError(f"{path}: {key} must be a positive integer, got {value!r}.")
+    if metadata.get("token_pooling") not in TOKEN_POOLINGS:
+        raise GLiNER2LoadError(
+            f"{path}: token_pooling must be one of {TOKEN_POOLINGS}, got {metadata.get('token_pooling')!r}."
+        )
+    special = metadata.get("special_token_ids")
+    if not isinstance(special, dict) or set(special) != set(MARKER_TOKENS):
+        raise GLiNER2LoadError(f"{path}: special_token_ids must map exactly gliner2's marker tokens {MARKER_TOKENS}.")
+    variants, files = metadata.get("variants"), metadata.get("files")
+    if not isinstance(variants, dict) or not isinstance(files, dict):
+        raise GLiNER2LoadError(f"{path}: 'variants' and 'files' must be JSON objects.")
+    if not all(isinstance(graphs, dict) for graphs in variants.values()):
+        raise GLiNER2LoadError(f"{path}: every variant must map graph names to files.")
+
+
+# ---------------------------------------------------------------------------------------------
+# A loadable bundle
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GLiNER2OnnxBundle:
+    """A checked exported folder and the variant chosen from it.
+
+    Attributes:
+        folder: The folder.
+        metadata: The parsed and checked `gliner2_onnx.json`.
+        precision: The variant in use (`"fp32"`, `"int8"`, `"fp16"`, ...).
+        graph_files: Absolute path of each graph of that variant, checked against its recorded size.
+        tokenizer_file: Absolute path of tokenizer.json, checked against its recorded size.
+    """
+
+    folder: Path
+    metadata: Mapping[str, Any]
+    precision: str
+    graph_files: Mapping[str, Path]
+    tokenizer_file: Path
+
+    @property
+    def max_width(self) -> int:
+        """Longest span, in words, the span scorer scores."""
+        return int(self.metadata["max_width"])
+
+    @property
+    def max_count(self) -> int:
+        """Number of count classes (instances 0..max_count-1) of the count head."""
+        return int(self.metadata["max_count"])
+
+    @property
+    def hidden_size(self) -> int:
+        """Width of the encoder's hidden states."""
+        return int(self.metadata["hidden_size"])
+
+    @property
+    def token_pooling(self) -> str:
+        """How word embeddings pool their subwords ("first", "mean" or "max")."""
+        return str(self.metadata["token_pooling"])
+
+    @property
+    def special_token_ids(self) -> Mapping[str, int]:
+        """The id of each marker token at export time."""
+        return self.metadata["special_token_ids"]
+
+    @property
+    def precisions(self) -> tuple:
+        """Every variant the folder holds."""
+        return tuple(self.metadata["variants"])
+
+    @classmethod
+    def load(cls, folder: os.PathLike | str, precision: Optional[str] = None) -> "GLiNER2OnnxBundle":
+        """Read and check an exported folder.
+
+        Args:
+            folder: The exported folder.
+            precision: Which variant to use; defaults to `"fp32"`.
+
+        Raises:
+            GLiNER2LoadError: If the folder is incomplete, inconsistent or tampered with.
+        """
+        folder = Path(folder)
+        metadata = read_metadata(folder)
+        precision = precision or DEFAULT_PRECISION
+        variants = metadata["variants"]
+        if precision not in variants:
+            raise GLiNER2LoadError(f"{folder} has no {precision!r} variant; it has {sorted(variants)}.")
+        graph_files = {}
+        for graph in GRAPH_NAMES:
+            name = variants[precision].get(graph)
+            if name is None:
+                raise GLiNER2LoadError(f"The {precision!r} variant in {folder / METADATA_FILE} lists no {graph!r} graph.")
+            graph_files[graph] = _checked_file(folder, name, metadata)
+        tokenizer_file = _checked_file(folder, metadata.get("tokenizer_file", TOKENIZER_FILE), metadata)
+        return cls(folder, metadata, precision, graph_files, tokenizer_file)
+
+
+def _checked_file(folder: Path, name: str, metadata: Mapping[str, Any]) -> Path:
+    path = resolve_inside(folder, name)
+    if not path.is_file():
+        raise GLiNER2LoadError(f"{folder} lacks {name}, which {METADATA_FILE} lists.")
+    record = metadata["files"].get(name)
+    if not isinstance(record, dict) or "size" not in record:
+        raise GLiNER2LoadError(f"{METADATA_FILE} has no size record for {name}.")
+    expected_sizes = {name: record["size"], **record.get("external_data", {})}
+    for file_name, size in expected_sizes.items():
+        actual_path = resolve_inside(folder, file_name)
+        actual = actual_path.stat().st_size if actual_path.is_file() else None
+        if actual != size:
+            raise GLiNER2LoadError(
+                f"{file_name} in {folder} is {actual if actual is not None else 'missing'} bytes; the export wrote {size}. "
+                "The file is truncated, replaced or corrupt: export again."
+            )
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Publishing a finished folder
+# ---------------------------------------------------------------------------------------------
+
+
+def publish(staging: Path, output_dir: Path) -> None:
+    """Move a finished export from `staging` into `output_dir`, replacing a previous export there.
+
+    The previous metadata goes first and the new metadata comes last, so at every instant the folder
+    loads as the old export, as the new one, or not at all. Other files in `output_dir` are kept.
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    previous = output_dir / METADATA_FILE
+    if previous.is_file():
+        try:
+            old_files = json.loads(previous.read_text(encoding="utf-8")).get("files", {})
+        except (OSError, ValueError):
+            old_files = {}
+        previous.unlink()
+        remove_graph_files(output_dir, [name for name in old_files if name.endswith(".onnx")])
+    for path in sorted(staging.iterdir()):
+        if path.name != METADATA_FILE:
+            os.replace(path, output_dir / path.name)
+    os.replace(staging / METADATA_FILE, output_dir / METADATA_FILE)
+    staging.rmdir()

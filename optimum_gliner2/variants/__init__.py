@@ -1,0 +1,56 @@
+"""INT8, FP16 and graph-optimized variants of an exported GLiNER2 folder, side by side with FP32.
+
+Each function adds one variant to a folder written by `optimum-cli export onnx` and registers it in
+`gliner2_onnx.json` (through `optimum_gliner2.bundle.format`), so
+`ORTModelForGLiNER2.from_pretrained(folder, precision="int8")` (or `GLiNER2ONNXRuntime`) can pick it.
+Only the encoder changes by default: the span, count and classifier heads are small and the variants
+share the FP32 head files. An interrupted run leaves the folder loadable, without the new variant
+(see `registry`).
+
+| variant | made by | what changes |
+|---|---|---|
+| `int8` | Optimum `ORTQuantizer`, dynamic | encoder Linear weights INT8 per channel, embedding table per `embeddings` |
+| `fp16` | onnxconverter-common, `keep_io_types=True` | encoder Linear weights and embedding table FP16, the rest FP32 |
+| `o1` `o2` `o3` | Optimum `ORTOptimizer` | encoder graph fused at that level (deberta-v2 and BERT use ORT's "bert" fusions) |
+
+Modules: `registry` (the transaction: staging, installing, registering; `import_variant`), `graphs`
+(graph queries shared by the variants and the agreement report), `int8`, `fp16`, `optimize`,
+`all_in_one` (`add_variants`, `export_all_variants`) and `cli` (`python -m optimum_gliner2.variants`).
+None imports torch; the exporters are imported only by `export_all_variants`.
+"""
+
+from optimum_gliner2.variants.all_in_one import add_variants, export_all_variants
+from optimum_gliner2.variants.fp16 import convert_gliner2_to_fp16, fp16_node_names
+from optimum_gliner2.variants.graphs import (
+    embedding_rows,
+    load_without_identities,
+    weight_matmul_nodes,
+    word_embedding_gather,
+)
+from optimum_gliner2.variants.int8 import (
+    DEFAULT_EMBEDDINGS,
+    EMBEDDING_STORAGES,
+    QUANTIZATION_TARGETS,
+    quantize_gliner2,
+)
+from optimum_gliner2.variants.optimize import OPTIMIZATION_LEVELS, optimize_gliner2
+from optimum_gliner2.variants.registry import OPTIMUM_CLI_QUANTIZED_NAMES, import_variant
+
+__all__ = [
+    "DEFAULT_EMBEDDINGS",
+    "EMBEDDING_STORAGES",
+    "OPTIMIZATION_LEVELS",
+    "OPTIMUM_CLI_QUANTIZED_NAMES",
+    "QUANTIZATION_TARGETS",
+    "add_variants",
+    "convert_gliner2_to_fp16",
+    "embedding_rows",
+    "export_all_variants",
+    "fp16_node_names",
+    "import_variant",
+    "load_without_identities",
+    "optimize_gliner2",
+    "quantize_gliner2",
+    "weight_matmul_nodes",
+    "word_embedding_gather",
+]

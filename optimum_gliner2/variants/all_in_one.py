@@ -1,0 +1,62 @@
+"""Several variants in one call, and export plus variants in one call."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+from optimum_gliner2.variants.fp16 import convert_gliner2_to_fp16
+from optimum_gliner2.variants.int8 import DEFAULT_EMBEDDINGS, quantize_gliner2
+from optimum_gliner2.variants.optimize import optimize_gliner2
+
+
+def add_variants(
+    folder: os.PathLike | str,
+    *,
+    int8: bool = True,
+    fp16: bool = True,
+    optimize: Optional[str] = None,
+    embeddings: str = DEFAULT_EMBEDDINGS,
+) -> Path:
+    """Add the INT8, FP16 and/or optimized variants to an exported folder, in place.
+
+    Args:
+        folder: A folder written by `optimum-cli export onnx`.
+        int8: Add the `"int8"` variant (`quantize_gliner2`).
+        fp16: Add the `"fp16"` variant (`convert_gliner2_to_fp16`).
+        optimize: Also add an optimized variant at this level (`"O1"`, `"O2"`, `"O3"`; `optimize_gliner2`).
+        embeddings: Embedding-table storage of the INT8 variant.
+
+    Returns:
+        The folder.
+    """
+    folder = Path(folder)
+    if int8:
+        quantize_gliner2(folder, embeddings=embeddings)
+    if fp16:
+        convert_gliner2_to_fp16(folder)
+    if optimize:
+        optimize_gliner2(folder, optimize)
+    return folder
+
+
+def export_all_variants(model_name_or_path: os.PathLike | str, output: os.PathLike | str, **variants: Any) -> Path:
+    """Export a GLiNER2 checkpoint to ONNX (as `optimum-cli export onnx` does), then add variants.
+
+    Args:
+        model_name_or_path: A GLiNER2 checkpoint folder or hub id.
+        output: The export folder to write.
+        variants: Keyword arguments of `add_variants` (by default INT8 and FP16).
+
+    Returns:
+        The export folder, holding `"fp32"` and the requested variants.
+    """
+    # Imported here: the exporters pull in torch, which making variants of an existing export never needs.
+    from optimum.exporters.onnx import main_export
+
+    from optimum_gliner2.optimum_glue import register_gliner2_with_optimum
+
+    register_gliner2_with_optimum()
+    main_export(model_name_or_path=str(model_name_or_path), output=str(output))
+    return add_variants(output, **variants)

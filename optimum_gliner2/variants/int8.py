@@ -1,0 +1,203 @@
+"""The INT8 variant: Optimum's `ORTQuantizer` (dynamic) on the Linear layers, and our embedding table.
+
+Why not `optimum-cli onnxruntime quantize --avx2`: it quantizes all four graphs with one
+configuration, including the embedding Gather with a single scale for the whole table (the
+special-token rows drift), and activation x activation attention MatMuls; it writes
+`*_quantized.onnx` without `gliner2_onnx.json`, so the output folder is not a loadable GLiNER2
+export. See docs/precision.md for the measurements.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from optimum_gliner2.variants.graphs import (
+    load_without_identities,
+    save_graph,
+    weight_matmul_nodes,
+    word_embedding_gather,
+)
+from optimum_gliner2.variants.registry import VariantStaging, fp32_graph_paths, prepare_folder
+
+#: How the encoder's word-embedding table is stored in an INT8 variant.
+#: - "fp32": untouched (largest; the table is ~69% of an mDeBERTa encoder).
+#: - "fp16": FP16 table, Gather then Cast to FP32.
+#: - "int8_per_row": INT8 with one scale per row (token), ORT's GatherBlockQuantized.
+#: - "int8_per_table": INT8 with one scale for the whole table (ORT's default for Gather).
+EMBEDDING_STORAGES = ("fp32", "fp16", "int8_per_row", "int8_per_table")
+#: Chosen by measurement (docs/precision.md): the per-row table keeps special-token cosine >= 0.9999 and
+#: the same decoded outputs as an FP32 table, at about a quarter of the table's FP32 size.
+DEFAULT_EMBEDDINGS = "int8_per_row"
+#: Optimum's AutoQuantizationConfig presets usable for dynamic quantization.
+QUANTIZATION_TARGETS = ("avx2", "avx512", "avx512_vnni", "arm64")
+
+
+def _store_embedding_table(model: onnx.ModelProto, storage: str) -> None:
+    """Re-store the word-embedding table of `model` as `storage` ("fp16" or "int8_per_row"), in place.
+
+    The lookup keeps its output name and FP32 type, so the rest of the graph is untouched. No library
+    writes these two forms: ORT's weight-only quantizer makes GatherBlockQuantized only with 4 bits,
+    and its dynamic quantizer only one scale per table.
+    """
+    gather = word_embedding_gather(model)
+    graph = model.graph
+    table_proto = next(init for init in graph.initializer if init.name == gather.input[0])
+    table = numpy_helper.to_array(table_proto).astype(np.float32)
+    graph.initializer.remove(table_proto)
+    position = list(graph.node).index(gather)
+    graph.node.remove(gather)
+    output = gather.output[0]
+    if storage == "fp16":
+        table_name = f"{table_proto.name}_fp16"
+        graph.initializer.append(numpy_helper.from_array(table.astype(np.float16), table_name))
+        looked_up = f"{output}_fp16"
+        nodes = [
+            helper.make_node("Gather", [table_name, gather.input[1]], [looked_up], name=f"{gather.name}_fp16", axis=0),
+            helper.make_node("Cast", [looked_up], [output], name=f"{gather.name}_to_fp32", to=TensorProto.FLOAT),
+        ]
+    elif storage == "int8_per_row":
+        # Symmetric, one scale per row: uint8 with ORT's implicit zero point 128. A block at least as wide
+        # as the row (block sizes are powers of two) makes a single block per row.
+        vocab, hidden = table.shape
+        block_size = max(16, 1 << (hidden - 1).bit_length())
+        scales = np.abs(table).max(axis=1, keepdims=True) / 127.0
+        scales[scales == 0] = 1.0
+        quantized = (np.clip(np.round(table / scales), -127, 127) + 128).astype(np.uint8)
+        data_name, scales_name = f"{table_proto.name}_int8_per_row", f"{table_proto.name}_row_scales"
+        graph.initializer.extend(
+            [numpy_helper.from_array(quantized, data_name), numpy_helper.from_array(scales.astype(np.float32), scales_name)]
+        )
+        nodes = [
+            helper.make_node(
+                "GatherBlockQuantized",
+                [data_name, gather.input[1], scales_name],
+                [output],
+                name=f"{gather.name}_int8_per_row",
+                domain="com.microsoft",
+                bits=8,
+                block_size=block_size,
+                gather_axis=0,
+                quantize_axis=1,
+            )
+        ]
+        if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
+            model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    else:
+        raise ValueError(f"_store_embedding_table handles 'fp16' and 'int8_per_row', not {storage!r}.")
+    for offset, node in enumerate(nodes):
+        graph.node.insert(position + offset, node)
+
+
+def _quantization_config(target: str, per_channel: bool, nodes_to_quantize: List[str], operators: List[str]):
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+    if target not in QUANTIZATION_TARGETS:
+        raise ValueError(f"target must be one of {QUANTIZATION_TARGETS}, got {target!r}.")
+    return getattr(AutoQuantizationConfig, target)(
+        is_static=False, per_channel=per_channel, nodes_to_quantize=nodes_to_quantize, operators_to_quantize=operators
+    )
+
+
+def _quantize_graph(
+    source: Path, staging: VariantStaging, graph: str, *, target: str, per_channel: bool, with_table: bool
+) -> None:
+    """ORTQuantizer on one graph, restricted to its weight MatMuls (and, if asked, the embedding Gather).
+
+    Optimum's dynamic configurations would otherwise also quantize activation x activation MatMuls
+    (attention scores) and every Gather of a constant, which costs answers and buys no size.
+    """
+    from optimum.onnxruntime import ORTQuantizer
+
+    model = load_without_identities(source)
+    nodes, operators = weight_matmul_nodes(model), ["MatMul"]
+    if with_table:
+        nodes.append(word_embedding_gather(model).name)
+        operators.append("Gather")
+    prepared = staging.path / f"{graph}_fp32.onnx"
+    save_graph(model, prepared)
+    del model
+    quantizer = ORTQuantizer.from_pretrained(staging.path, file_name=prepared.name)
+    config = _quantization_config(target, per_channel, nodes, operators)
+    # ORTQuantizer also writes ort_config.json (and config.json, tokenizer files where it finds them) into
+    # the staging folder, where they are discarded.
+    quantizer.quantize(quantization_config=config, save_dir=staging.path, file_suffix=staging.variant)
+    os.replace(staging.path / f"{prepared.stem}_{staging.variant}.onnx", staging.path / staging.file_name(graph))
+    prepared.unlink()
+
+
+def quantize_gliner2(
+    folder: os.PathLike | str,
+    *,
+    embeddings: str = DEFAULT_EMBEDDINGS,
+    per_channel: bool = True,
+    quantize_heads: bool = False,
+    target: str = "avx2",
+    variant: str = "int8",
+    output_dir: Optional[os.PathLike | str] = None,
+) -> Path:
+    """Add an INT8 variant (dynamic quantization with Optimum's `ORTQuantizer`) to an exported folder.
+
+    The encoder's Linear weights are quantized to INT8 (per output channel by default); activations
+    are quantized on the fly. Attention's activation x activation MatMuls stay FP32.
+
+    Args:
+        folder: A folder written by `optimum-cli export onnx`.
+        embeddings: How the word-embedding table is stored, one of `EMBEDDING_STORAGES`. The default,
+            `"int8_per_row"`, keeps gliner2's marker-token rows ([P], [E], [R], ...) at cosine >= 0.9999;
+            `"int8_per_table"` is ORT's default and is documented as lossy.
+        per_channel: One weight scale per output channel instead of one per matrix.
+        quantize_heads: Also quantize the span-scorer, count and classifier MatMuls. Off by default:
+            the heads are ~8% of a full-size bundle and sit right before the thresholded scores.
+        target: Optimum `AutoQuantizationConfig` preset: `"avx2"` (uint8 weights, right on every x86 CPU),
+            `"avx512"`, `"avx512_vnni"` or `"arm64"` (int8 weights). Use the int8-weight presets only where the
+            CPU has VNNI (or on ARM): on AVX2 without VNNI, ONNX Runtime's u8s8 kernel saturates (measured:
+            14% relative error on the encoder output, against 2% with `"avx2"`).
+        variant: Name under which the variant is registered (`precision=` at load time).
+        output_dir: Write into a copy of `folder` at this new path instead of modifying `folder`.
+
+    Returns:
+        The folder that now holds the variant.
+
+    Example:
+        ```python
+        >>> from optimum_gliner2 import ORTModelForGLiNER2
+        >>> from optimum_gliner2.variants import quantize_gliner2
+        >>> quantize_gliner2("gliner2-onnx/")
+        >>> model = ORTModelForGLiNER2.from_pretrained("gliner2-onnx/", precision="int8")
+        ```
+    """
+    if embeddings not in EMBEDDING_STORAGES:
+        raise ValueError(f"embeddings must be one of {EMBEDDING_STORAGES}, got {embeddings!r}.")
+    folder = prepare_folder(folder, output_dir)
+    with VariantStaging(folder, variant) as staging:
+        sources = fp32_graph_paths(folder)
+        _quantize_graph(
+            sources["encoder"], staging, "encoder",
+            target=target, per_channel=per_channel, with_table=embeddings == "int8_per_table",
+        )  # fmt: skip
+        if embeddings in ("fp16", "int8_per_row"):
+            staged = staging.path / staging.file_name("encoder")
+            model = onnx.load(str(staged))
+            _store_embedding_table(model, embeddings)
+            save_graph(model, staged)
+        new_graphs = ["encoder"]
+        if quantize_heads:
+            for graph, path in sources.items():
+                if graph != "encoder":
+                    _quantize_graph(path, staging, graph, target=target, per_channel=per_channel, with_table=False)
+                    new_graphs.append(graph)
+        recipe = {
+            "tool": "optimum.onnxruntime.ORTQuantizer (dynamic)",
+            "target": target,
+            "weights": f"Linear MatMul weights int8, {'per channel' if per_channel else 'per tensor'}",
+            "embeddings": embeddings,
+            "heads": "int8" if quantize_heads else "fp32",
+        }
+        staging.install(new_graphs, recipe)
+    return folder

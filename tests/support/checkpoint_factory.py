@@ -1,0 +1,304 @@
+"""Offline GLiNER2 span checkpoints built with gliner2's own classes.
+
+The hub is unreachable in tests, so checkpoints are built locally: a small tokenizer trained with
+`tokenizers` on CORPUS (stored in tests/data/tokenizers/ because the trainers are not deterministic
+across processes; `python -m tests.support.checkpoint_factory --retrain-tokenizers` rebuilds them), a small encoder from a transformers config, gliner2's `SpanExtractorModel` around it,
+and gliner2's own `save_pretrained`. Random weights give near-constant outputs, so the task heads
+are rescaled until entities, classes, relations and JSON fields differ by label and straddle the
+0.5 threshold; otherwise a parity test would compare empty results and prove nothing.
+
+Variants:
+    deberta_lstm      DeBERTa-v2 (v3-style), count_lstm, gliner2 2.1 config.json
+    deberta_lstm_v2   DeBERTa-v2, count_lstm_v2 (the gliner2-base-v1 head)
+    deberta_moe       DeBERTa-v2, count_lstm_moe
+    legacy            DeBERTa-v2, count_lstm, the published 5-key config.json
+    bert              BERT with a WordPiece tokenizer, count_lstm, max_width 5
+    full              fastino/gliner2-multi-v1 dimensions (benchmarks only; ~1.2 GB, ~1 min)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Optional
+
+CORPUS = """
+Apple released the iPhone 15 in Cupertino, California on September 12, 2023.
+Tim Cook is the chief executive officer of Apple Inc. and lives in Palo Alto.
+Barack Obama was born in Honolulu, Hawaii and served as president of the United States.
+Microsoft acquired GitHub for 7.5 billion dollars in 2018, said Satya Nadella in Redmond.
+Contact support at help@example.com or visit https://example.com/docs for more details.
+The patient was prescribed 20 mg of atorvastatin daily by Dr. Maria Garcia at Mercy Hospital.
+Elon Musk founded SpaceX in 2002 and later became chief executive of Tesla Motors in Austin.
+The Eiffel Tower in Paris, France attracts millions of tourists every year from around the world.
+Angela Merkel met Emmanuel Macron in Berlin to discuss the European Union budget for 2024.
+The customer wrote that the laptop battery died after two days and demanded a full refund.
+I absolutely love this phone, the camera is amazing and the screen is bright and sharp!
+Shipping was slow and the package arrived damaged, very disappointed with the service.
+Amazon opened a new warehouse in Seattle, Washington creating 2,000 jobs in the region.
+The meeting is scheduled for Monday at 3 pm in conference room B with the marketing team.
+Order #12345 contains two items: a blue shirt (size M) priced at $29.99 and black shoes.
+Marie Curie won the Nobel Prize in Physics in 1903 and in Chemistry in 1911 in Stockholm.
+Google, Meta and OpenAI compete on large language models, reported Reuters on Tuesday.
+The quick brown fox jumps over the lazy dog near the river bank under the old bridge.
+person organization location date product money email url company founder event
+positive negative neutral sentiment urgent spam category topic sports politics technology
+name price size color quantity works_for born_in located_in founded acquired ceo_of
+北京 东京 上海 日本 中国 über straße café naïve résumé İstanbul 🙂 😀 ✓ — “quoted” ‘single’
+"""
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """Encoder family and dimensions of one checkpoint variant."""
+
+    family: str  # "deberta" or "bert"
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    intermediate_size: int = 128
+    vocab_size: Optional[int] = None  # None: the trained tokenizer's size
+    max_position_embeddings: int = 512
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One fixture checkpoint: encoder, counting layer and config layout."""
+
+    name: str
+    encoder: EncoderSpec
+    counting_layer: str = "count_lstm"
+    max_width: int = 8
+    legacy_config: bool = False
+    # Head rescaling that makes random outputs non-trivial (see module docstring).
+    shape_outputs: bool = True
+    extra: Dict[str, object] = field(default_factory=dict)
+
+
+TINY_DEBERTA = EncoderSpec("deberta")
+VARIANTS: Dict[str, Variant] = {
+    "deberta_lstm": Variant("deberta_lstm", TINY_DEBERTA, "count_lstm"),
+    "deberta_lstm_v2": Variant("deberta_lstm_v2", TINY_DEBERTA, "count_lstm_v2"),
+    "deberta_moe": Variant("deberta_moe", TINY_DEBERTA, "count_lstm_moe"),
+    "legacy": Variant("legacy", TINY_DEBERTA, "count_lstm", legacy_config=True),
+    "bert": Variant("bert", EncoderSpec("bert"), "count_lstm", max_width=5),
+    "full": Variant(
+        "full",
+        EncoderSpec(
+            "deberta",
+            hidden_size=768,
+            num_layers=12,
+            num_heads=12,
+            intermediate_size=3072,
+            vocab_size=250_102,
+        ),
+        "count_lstm",
+        shape_outputs=False,
+    ),
+}
+FIXTURE_TOKENIZERS = Path(__file__).resolve().parents[1] / "data" / "tokenizers"
+TEST_VARIANTS = ("deberta_lstm", "deberta_lstm_v2", "deberta_moe", "legacy", "bert")
+
+# The published fastino/gliner2-multi-v1 config.json, keys and all.
+LEGACY_CONFIG_KEYS = ("counting_layer", "max_width", "model_name", "model_type", "token_pooling")
+
+
+def _fit_tokenizer_on_corpus(family: str):
+    """Train a small tokenizer on CORPUS, shaped like the encoder family's real one."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    lines = [line for line in CORPUS.strip().splitlines() if line.strip()]
+    if family == "deberta":
+        # deberta-v3 / mdeberta: SentencePiece Unigram with a "▁" Metaspace, [PAD]=0 ... [UNK]=3.
+        tokenizer = Tokenizer(models.Unigram())
+        tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC()])
+        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+        tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+        trainer = trainers.UnigramTrainer(
+            vocab_size=400,
+            special_tokens=["[PAD]", "[CLS]", "[SEP]", "[UNK]"],
+            unk_token="[UNK]",
+        )
+        tokenizer.train_from_iterator(lines, trainer)
+        tokenizer.add_special_tokens(["[MASK]"])
+    else:
+        tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+        tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tokenizer.decoder = decoders.WordPiece()
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=400, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        )
+        tokenizer.train_from_iterator(lines, trainer)
+    return tokenizer
+
+
+def _base_tokenizer(family: str, vocab_size: Optional[int]):
+    """The family's stored fixture tokenizer, padded with filler pieces up to `vocab_size`.
+
+    Stored rather than trained per build: the `tokenizers` trainers break frequency ties in hash-map
+    order, so two builds tokenized the same text differently and threshold-sensitive tests flipped.
+    """
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(FIXTURE_TOKENIZERS / f"{family}.json"))
+    if vocab_size is not None and vocab_size > tokenizer.get_vocab_size():
+        # Full-size mode only needs the real embedding-table shape, not real pieces.
+        filler = [f"<extra_{i}>" for i in range(vocab_size - tokenizer.get_vocab_size())]
+        tokenizer.add_tokens(filler)
+    return tokenizer
+
+
+def _wrap_tokenizer(family: str, tokenizer):
+    if family == "deberta":
+        from transformers import DebertaV2TokenizerFast
+
+        return DebertaV2TokenizerFast(
+            tokenizer_object=tokenizer,
+            bos_token="[CLS]",
+            eos_token="[SEP]",
+            unk_token="[UNK]",
+            sep_token="[SEP]",
+            pad_token="[PAD]",
+            cls_token="[CLS]",
+            mask_token="[MASK]",
+        )
+    from transformers import BertTokenizerFast
+
+    return BertTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        mask_token="[MASK]",
+    )
+
+
+def _encoder_config(spec: EncoderSpec, vocab_size: int):
+    if spec.family == "deberta":
+        from transformers import DebertaV2Config
+
+        return DebertaV2Config(
+            vocab_size=vocab_size,
+            hidden_size=spec.hidden_size,
+            num_hidden_layers=spec.num_layers,
+            num_attention_heads=spec.num_heads,
+            intermediate_size=spec.intermediate_size,
+            max_position_embeddings=spec.max_position_embeddings,
+            relative_attention=True,
+            position_buckets=256,
+            max_relative_positions=-1,
+            share_att_key=True,
+            pos_att_type=["p2c", "c2p"],
+            position_biased_input=False,
+            type_vocab_size=0,
+            norm_rel_ebd="layer_norm",
+            layer_norm_eps=1e-7,
+            hidden_act="gelu",
+            pad_token_id=0,
+            initializer_range=0.02,
+        )
+    from transformers import BertConfig
+
+    return BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=spec.hidden_size,
+        num_hidden_layers=spec.num_layers,
+        num_attention_heads=spec.num_heads,
+        intermediate_size=spec.intermediate_size,
+        max_position_embeddings=spec.max_position_embeddings,
+        pad_token_id=0,
+        initializer_range=0.02,
+    )
+
+
+def _shape_outputs(model, seed: int) -> None:
+    """Rescale random heads so decoded outputs are label-dependent and near the threshold."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.encoder.modules():
+            if isinstance(module, (torch.nn.Linear, torch.nn.Embedding)):
+                module.weight.normal_(0.0, 0.35, generator=generator)
+        # Span logits: a larger final projection spreads scores across 0.5; the bias
+        # moves the centre so a minority of spans pass.
+        span_out = model.span_rep.span_rep_layer.out_project[3]
+        span_out.weight.mul_(6.0)
+        span_out.bias.normal_(0.0, 0.5, generator=generator)
+        for projection in (
+            model.span_rep.span_rep_layer.project_start,
+            model.span_rep.span_rep_layer.project_end,
+        ):
+            projection[3].weight.mul_(3.0)
+        if hasattr(model.count_embed, "w2"):
+            # count_lstm_moe's expert mixture shrinks the queries; restore their spread.
+            model.count_embed.w2.mul_(8.0)
+        classifier_out = model.classifier[-1]
+        classifier_out.weight.mul_(20.0)
+        # Counts: classes 0..3 compete so different prompts predict 0, 1, 2 or 3 instances.
+        count_out = model.count_pred[-1]
+        count_out.weight.mul_(8.0)
+        count_out.bias.fill_(-30.0)
+        count_out.bias[0:4] = torch.tensor([0.0, 3.0, 2.5, 1.0])
+
+
+def build_checkpoint(variant: str | Variant, directory: os.PathLike, seed: int = 0) -> Path:
+    """Build a GLiNER2 span checkpoint with gliner2's classes and save it to `directory`.
+
+    Args:
+        variant: A name from `VARIANTS` or a `Variant`.
+        directory: Where `save_pretrained` writes the checkpoint.
+        seed: Seed for the random weights.
+
+    Returns:
+        The checkpoint directory.
+    """
+    import torch
+    from gliner2 import ExtractorConfig
+    from gliner2.models.span.model import SpanExtractorModel
+
+    spec = VARIANTS[variant] if isinstance(variant, str) else variant
+    directory = Path(directory)
+    torch.manual_seed(seed)
+
+    tokenizer = _wrap_tokenizer(spec.encoder.family, _base_tokenizer(spec.encoder.family, spec.encoder.vocab_size))
+    encoder_config = _encoder_config(spec.encoder, len(tokenizer))
+    model_name = "microsoft/mdeberta-v3-base" if spec.encoder.family == "deberta" else "bert-base-uncased"
+    config = ExtractorConfig(
+        model_name=model_name,
+        max_width=spec.max_width,
+        counting_layer=spec.counting_layer,
+        token_pooling="first",
+    )
+    model = SpanExtractorModel(config, encoder_config=encoder_config, tokenizer=tokenizer)
+    if spec.shape_outputs:
+        _shape_outputs(model, seed)
+    model.eval()
+    model.save_pretrained(str(directory))
+
+    if spec.legacy_config:
+        saved = json.loads((directory / "config.json").read_text())
+        legacy = {key: saved[key] for key in LEGACY_CONFIG_KEYS if key in saved}
+        legacy["max_width"] = spec.max_width
+        legacy["counting_layer"] = spec.counting_layer
+        (directory / "config.json").write_text(json.dumps(legacy, indent=2))
+    return directory
+
+
+def retrain_fixture_tokenizers() -> None:
+    """Rewrite tests/data/tokenizers/ (changes every fixture's tokenization; re-check test_fixtures)."""
+    FIXTURE_TOKENIZERS.mkdir(parents=True, exist_ok=True)
+    for family in ("deberta", "bert"):
+        _fit_tokenizer_on_corpus(family).save(str(FIXTURE_TOKENIZERS / f"{family}.json"))
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["--retrain-tokenizers"]:
+        sys.exit("usage: python -m tests.support.checkpoint_factory --retrain-tokenizers")
+    retrain_fixture_tokenizers()
