@@ -50,7 +50,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from optimum_gliner2 import variants  # noqa: E402
 from optimum_gliner2.runtime import GLiNER2ONNXRuntime  # noqa: E402
-from optimum_gliner2.bundle.format import GRAPH_NAMES, MARKER_TOKENS, GLiNER2OnnxBundle  # noqa: E402
+from optimum_gliner2.bundle.format import MARKER_TOKENS, GLiNER2OnnxBundle  # noqa: E402
 from tests.support.agreement import (  # noqa: E402
     batch_sensitivity,
     corpus_agreement,
@@ -150,7 +150,7 @@ def _optimum_cli_variant(export: Path) -> None:
          "--onnx_model", str(plain_export), "-o", str(output), "--avx2"],
         "optimum-cli onnxruntime quantize --avx2",
     )  # fmt: skip
-    files = {graph: output / name for graph, name in variants.OPTIMUM_CLI_QUANTIZED_NAMES.items()}
+    files = variants.optimum_cli_quantized_files(export, output)
     variants.import_variant(export, "int8_optimum_cli", files, {"command": "optimum-cli onnxruntime quantize --avx2"})
 
 
@@ -257,7 +257,7 @@ def sizes(bundle: GLiNER2OnnxBundle) -> Dict[str, int]:
         return record["size"] + sum(record.get("external_data", {}).values())
 
     graphs = bundle.metadata["variants"][bundle.precision]
-    return {"encoder": size_of(graphs["encoder"]), "bundle": sum(size_of(graphs[graph]) for graph in GRAPH_NAMES)}
+    return {"encoder": size_of(graphs["encoder"]), "bundle": sum(size_of(graphs[graph]) for graph in graphs)}
 
 
 def latency_ratio(reference_model, model, repeats: int) -> Tuple[float, float]:

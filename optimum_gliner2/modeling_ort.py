@@ -28,7 +28,7 @@ _SIDE_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "specia
 
 
 class ORTGLiNER2Graph(ORTSessionMixin):
-    """One of the four GLiNER2 sessions, as an Optimum session part (providers, device, `.to()`)."""
+    """One of the GLiNER2 sessions, as an Optimum session part (providers, device, `.to()`)."""
 
     def __init__(self, session: InferenceSession, use_io_binding: Optional[bool] = None):
         self.initialize_ort_attributes(session=session, use_io_binding=use_io_binding)

@@ -44,8 +44,11 @@ OPTIMUM_INTERNALS = (
 
 
 def _is_gliner2_model(model: Any) -> bool:
+    # Span models have a count head, boundary (GLiNER2.5) models a boundary head.
     config = getattr(model, "config", None)
-    return getattr(config, "model_type", None) == GLINER2_MODEL_TYPE and hasattr(model, "count_embed")
+    return getattr(config, "model_type", None) == GLINER2_MODEL_TYPE and (
+        hasattr(model, "count_embed") or hasattr(model, "boundary_head")
+    )
 
 
 def _is_gliner2_checkpoint(model_name_or_path: Any, **hub_kwargs: Any) -> bool:

@@ -10,7 +10,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from tests.support.checkpoint_factory import TEST_VARIANTS, build_checkpoint  # noqa: E402
+from tests.support.checkpoint_factory import BOUNDARY_TEST_VARIANTS, TEST_VARIANTS, build_checkpoint  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -42,22 +42,67 @@ def variant(request) -> str:
     return request.param
 
 
+def export_with_optimum_cli(checkpoint, output) -> None:
+    """A plain `optimum-cli export onnx --model <checkpoint> <output>`, as a user runs it."""
+    import subprocess
+
+    completed = subprocess.run(
+        [sys.executable, "-m", "optimum.commands.optimum_cli", "export", "onnx", "--model", str(checkpoint), str(output)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"optimum-cli export of {checkpoint} failed:\n{completed.stderr[-4000:]}")
+
+
 @pytest.fixture(scope="session")
 def exported_dirs(checkpoint_dirs, tmp_path_factory) -> dict:
     """Every test variant exported once per session with a plain `optimum-cli export onnx` call."""
-    import subprocess
-
     root = tmp_path_factory.mktemp("exported")
     exported = {}
     for name, checkpoint in checkpoint_dirs.items():
-        output = root / name
-        completed = subprocess.run(
-            [sys.executable, "-m", "optimum.commands.optimum_cli", "export", "onnx", "--model", str(checkpoint), str(output)],
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        if completed.returncode != 0:
-            raise RuntimeError(f"optimum-cli export of {name} failed:\n{completed.stderr[-4000:]}")
-        exported[name] = output
+        export_with_optimum_cli(checkpoint, root / name)
+        exported[name] = root / name
+    return exported
+
+
+# -- GLiNER2.5 (boundary) fixtures ------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def boundary_checkpoint_dirs(tmp_path_factory) -> dict:
+    """Every GLiNER2.5 test variant built once per session: {variant: checkpoint directory}."""
+    root = tmp_path_factory.mktemp("boundary_checkpoints")
+    return {name: build_checkpoint(name, root / name) for name in BOUNDARY_TEST_VARIANTS}
+
+
+@pytest.fixture(scope="session")
+def boundary_models(boundary_checkpoint_dirs) -> dict:
+    """gliner2's own GLiNER2.5 model (AutoExtractor -> BoundaryExtractor) per variant, loaded lazily."""
+    from gliner2.auto import AutoExtractor
+
+    class _Models(dict):
+        def __missing__(self, name):
+            model = AutoExtractor.from_pretrained(str(boundary_checkpoint_dirs[name]))
+            model.eval()
+            self[name] = model
+            return model
+
+    return _Models()
+
+
+@pytest.fixture(params=BOUNDARY_TEST_VARIANTS)
+def boundary_variant(request) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def boundary_exported_dirs(boundary_checkpoint_dirs, tmp_path_factory) -> dict:
+    """Every GLiNER2.5 test variant exported once per session with a plain `optimum-cli export onnx`."""
+    root = tmp_path_factory.mktemp("boundary_exported")
+    exported = {}
+    for name, checkpoint in boundary_checkpoint_dirs.items():
+        export_with_optimum_cli(checkpoint, root / name)
+        exported[name] = root / name
     return exported

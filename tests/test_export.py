@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from optimum_gliner2.bundle.format import GRAPH_NAMES, METADATA_FILE, GLiNER2OnnxBundle
+from optimum_gliner2.bundle.format import ARCHITECTURE_GRAPHS, METADATA_FILE, GLiNER2OnnxBundle
 from optimum_gliner2.errors import GLiNER2LoadError
 
 CLI = [sys.executable, "-m", "optimum.commands.optimum_cli"]
@@ -26,7 +26,7 @@ def test_every_variant_exports_with_a_plain_cli_call(exported_dirs, variant):
     """The session fixture ran `optimum-cli export onnx --model CKPT OUT` with no other flag."""
     folder = exported_dirs[variant]
     bundle = GLiNER2OnnxBundle.load(folder)
-    assert set(bundle.graph_files) == set(GRAPH_NAMES)
+    assert set(bundle.graph_files) == set(ARCHITECTURE_GRAPHS["span"])
     metadata = bundle.metadata
     assert metadata["opset"] >= 17
     assert metadata["exporter_versions"]["gliner2"].startswith("2.1")

@@ -12,10 +12,20 @@ from torch.utils.flop_counter import FlopCounterMode
 from transformers import DebertaV2Config, DebertaV2Model
 from transformers.models.deberta_v2.modeling_deberta_v2 import DisentangledSelfAttention
 
+from optimum_gliner2.errors import GLiNER2ExportError
+from optimum_gliner2.exporters.boundary_patches import (
+    boundary_attention_without_eye,
+    boundary_head_rewrites,
+    boundary_shifts_without_writes,
+    shape_independent_candidate_pool,
+    shared_pool_scorer_with_fixed_scale,
+    stable_order,
+)
 from optimum_gliner2.exporters.model_patcher import (
     GLiNER2ModelPatcher,
     relative_positions_within_reach,
     span_windows_as_gather,
+    tracer_warnings_as_errors,
     transformer_layers_without_fast_path,
 )
 
@@ -77,12 +87,20 @@ def test_relative_positions_within_reach_scores_only_reachable_rows():
 
 def _patch_targets():
     from gliner2.layers import SpanMarkerV0
+    from gliner2.models.boundary import encoding
+    from gliner2.models.boundary.encoding import BoundaryAttentionBlock
+    from gliner2.models.boundary.pool import DocumentCandidatePool, SharedPoolScorer
 
     return {
         "SpanMarkerV0.score_queries": (SpanMarkerV0, "score_queries"),
         "TransformerEncoderLayer.forward": (torch.nn.TransformerEncoderLayer, "forward"),
         "mha.get_fastpath_enabled": (torch.backends.mha, "get_fastpath_enabled"),
         "DisentangledSelfAttention.disentangled_attention_bias": (DisentangledSelfAttention, "disentangled_attention_bias"),
+        "encoding.shift_left_with_bos": (encoding, "shift_left_with_bos"),
+        "encoding.shift_right_with_eos": (encoding, "shift_right_with_eos"),
+        "BoundaryAttentionBlock.forward": (BoundaryAttentionBlock, "forward"),
+        "DocumentCandidatePool.forward": (DocumentCandidatePool, "forward"),
+        "SharedPoolScorer.forward": (SharedPoolScorer, "forward"),
     }
 
 
@@ -90,7 +108,18 @@ def _current():
     return {name: vars(owner)[attribute] for name, (owner, attribute) in _patch_targets().items()}
 
 
-@pytest.mark.parametrize("patch", [span_windows_as_gather, transformer_layers_without_fast_path, relative_positions_within_reach])
+@pytest.mark.parametrize(
+    "patch",
+    [
+        span_windows_as_gather,
+        transformer_layers_without_fast_path,
+        relative_positions_within_reach,
+        boundary_shifts_without_writes,
+        boundary_attention_without_eye,
+        shape_independent_candidate_pool,
+        shared_pool_scorer_with_fixed_scale,
+    ],
+)
 def test_each_rewrite_restores_what_it_patched_even_on_error(patch):
     before = _current()
     with pytest.raises(RuntimeError, match="inside"):
@@ -110,3 +139,90 @@ def test_model_patcher_applies_every_rewrite_and_restores_them():
         during = _current()
         assert all(during[name] is not before[name] for name in before), "a rewrite is not applied during export"
     assert _current() == before
+
+
+# -- GLiNER2.5 boundary head ----------------------------------------------------------------------
+
+
+def _boundary_head(**overrides):
+    """gliner2's BoundaryHead with the fixtures' published settings (tiny widths), random weights."""
+    from gliner2.configuration import BoundaryHeadSettings, validate_boundary_head
+    from gliner2.models.boundary.model import BoundaryHead
+
+    from tests.support.checkpoint_factory import TINY_BOUNDARY_HEAD
+
+    torch.manual_seed(0)
+    settings = BoundaryHeadSettings(**validate_boundary_head({**TINY_BOUNDARY_HEAD, **overrides}))
+    head = BoundaryHead(48, settings, query_dim=48, build_candidate_states=True).eval()
+    with torch.no_grad():
+        head.null_projection.weight.normal_(0.0, 0.2)
+    return head
+
+
+def _head_inputs(word_counts, queries, seed):
+    generator = torch.Generator().manual_seed(seed)
+    text_mask = torch.arange(max(word_counts)).unsqueeze(0) < torch.tensor(word_counts).unsqueeze(1)
+    text_states = torch.randn(len(word_counts), max(word_counts), 48, generator=generator) * text_mask.unsqueeze(-1)
+    query_states = torch.randn(len(word_counts), queries, 48, generator=generator)
+    query_mask = torch.ones(len(word_counts), queries, dtype=torch.bool)
+    if len(word_counts) > 1 and queries > 1:
+        query_mask[0, -1] = False
+    return text_states, text_mask, query_states, query_mask
+
+
+# Pool of 32 x 32 pairs for 192 slots: short texts take the pad and min() branches the rewrite
+# removes, long ones fill the pool and cut it; quota 0 and a top-k whose pairs cannot fill the pool too.
+BOUNDARY_SETTINGS = {"published": {}, "no_quota": {"min_pool_per_query": 0}, "top_k_8": {"pool_boundary_top_k": 8},
+                     "candidate_attention": {"candidate_attention_layers": 2}, "no_window": {"boundary_attention_window": 0}}  # fmt: skip
+
+
+@pytest.mark.parametrize("settings", list(BOUNDARY_SETTINGS))
+@pytest.mark.parametrize("word_counts,queries", [((1,), 1), ((2,), 3), ((3, 1), 2), ((8, 2, 40), 6), ((300,), 4)])
+def test_boundary_rewrites_change_no_value(settings, word_counts, queries):
+    head = _boundary_head(**BOUNDARY_SETTINGS[settings])
+    inputs = _head_inputs(word_counts, queries, seed=len(word_counts) * 100 + queries)
+    with torch.inference_mode():
+        expected = head(*inputs, return_candidates=True)
+        with boundary_head_rewrites():
+            rewritten = head(*inputs, return_candidates=True)
+    for name in ("indices", "valid_mask", "pair_logits", "proposal_logits"):
+        assert torch.equal(getattr(rewritten.candidates, name), getattr(expected.candidates, name)), name
+    assert torch.equal(rewritten.null_logits, expected.null_logits)
+
+
+def test_stable_order_is_a_stable_sort_eagerly_and_ties_keep_index_order_in_onnx_runtime(tmp_path):
+    import onnxruntime as ort
+
+    class Order(torch.nn.Module):
+        def forward(self, scores, keys):
+            return stable_order(scores, descending=True), stable_order(keys, descending=False, keep=5)
+
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 3, (2, 700), generator=generator).float()  # heavy ties
+    keys = torch.randint(0, 4, (2, 700), generator=generator)
+    assert torch.equal(Order()(scores, keys)[0], torch.argsort(scores, dim=-1, descending=True, stable=True))
+    path = tmp_path / "order.onnx"
+    axes = {"scores": {1: "n"}, "keys": {1: "n"}}
+    torch.onnx.export(Order(), (scores[:, :9], keys[:, :9]), str(path), input_names=list(axes), dynamic_axes=axes, dynamo=False)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    by_score, by_key = session.run(None, {"scores": scores.numpy(), "keys": keys.numpy()})
+    assert (by_score == torch.argsort(scores, dim=-1, descending=True, stable=True).numpy()).all()
+    assert (by_key == torch.argsort(keys, dim=-1, stable=True).numpy()[:, :5]).all()
+
+
+def test_tracer_warnings_fail_the_block_and_name_the_line():
+    import warnings
+
+    filters = list(warnings.filters)
+
+    def bake(x):
+        return x * float(x.shape[0])  # a traced size turned into a Python number
+
+    with pytest.raises(GLiNER2ExportError, match=r"test_model_patcher\.py:\d+.*TracerWarning"):
+        with tracer_warnings_as_errors():
+            torch.jit.trace(bake, (torch.ones(3),))
+    assert warnings.filters == filters
+    with tracer_warnings_as_errors():  # a literal torch.tensor from transformers' mask helper is benign
+        from transformers.modeling_attn_mask_utils import AttentionMaskConverter
+
+        torch.jit.trace(lambda mask: AttentionMaskConverter._expand_mask(mask, torch.float32), (torch.ones(2, 3),))

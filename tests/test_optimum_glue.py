@@ -72,3 +72,15 @@ def test_registration_is_effective_and_idempotent():
     assert not hasattr(convert._get_submodels_and_onnx_configs.__gliner2_wrapped__, "__gliner2_wrapped__")
     # Non-GLiNER2 inputs still reach Optimum's own code.
     assert TasksManager.infer_library_from_model.__gliner2_wrapped__ is not None
+
+
+def test_both_gliner2_architectures_are_recognised_as_loaded_models():
+    from types import SimpleNamespace
+
+    from optimum_gliner2.optimum_glue import _is_gliner2_model
+
+    config = SimpleNamespace(model_type="extractor")
+    assert _is_gliner2_model(SimpleNamespace(config=config, count_embed=object()))  # span (gliner2-*-v1)
+    assert _is_gliner2_model(SimpleNamespace(config=config, boundary_head=object()))  # boundary (GLiNER2.5)
+    assert not _is_gliner2_model(SimpleNamespace(config=config))
+    assert not _is_gliner2_model(SimpleNamespace(config=SimpleNamespace(model_type="bert"), boundary_head=object()))

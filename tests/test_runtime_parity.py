@@ -77,6 +77,7 @@ class RecordingBackend:
 
     def __init__(self, backend):
         self.backend = backend
+        self.architecture = backend.architecture
         self.max_width = backend.max_width
         self.max_count = backend.max_count
         self.hidden_size = backend.hidden_size
@@ -398,7 +399,7 @@ def test_runtime_imports_neither_torch_nor_transformers_nor_gliner2(checkpoint_d
         from optimum_gliner2.runtime import GLiNER2Pipeline
 
         class RandomBackend:
-            max_width, max_count, hidden_size = 8, 20, 16
+            architecture, max_width, max_count, hidden_size = "span", 8, 20, 16
             def __init__(self):
                 self.rng = np.random.default_rng(0)
             def encode(self, ids, mask):

@@ -102,3 +102,35 @@ def test_schemas_are_built_without_torch_or_pydantic(exported_dirs):
 def test_variant_tools_and_bundle_format_import_without_torch():
     """Making variants edits the bundle through bundle/format.py; neither needs the export side's torch."""
     run_without_torch("import optimum_gliner2.bundle, optimum_gliner2.variants\nfrom optimum_gliner2.variants.cli import main\n")
+
+
+SERVE_BOUNDARY_METHODS = """
+from optimum_gliner2.runtime import GLiNER2InputError, GLiNER2ONNXRuntime
+
+model = GLiNER2ONNXRuntime.from_pretrained(sys.argv[1])
+assert model.bundle.architecture == "boundary"
+text = "Tim Cook is the chief executive officer of Apple Inc. and lives in Palo Alto."
+texts = [text, "Apple released the iPhone 15 in Cupertino on September 12, 2023.", "Apple"]
+labels = ["person", "organization", "location"]
+tasks = {"sentiment": ["positive", "negative", "neutral"]}
+schema = model.create_schema().entities(labels).classification("sentiment", ["positive", "negative"])
+outputs = [
+    model.extract(text, schema), model.batch_extract(texts, schema),
+    model.extract_entities(text, labels), model.batch_extract_entities(texts, labels),
+    model.classify_text(text, tasks), model.batch_classify_text(texts, tasks),
+    model.extract_long(text * 20, schema, chunk_size=64, chunk_overlap=8), model.batch_extract_long(texts, schema),
+    model.extract_entities_long(text, labels), model.batch_extract_entities_long(texts, labels),
+    model.classify_text_long(text, tasks), model.batch_classify_text_long(texts, tasks),
+]
+assert all(isinstance(o, (dict, list)) for o in outputs)
+try:
+    model.extract_relations(text, ["works_for"])
+except GLiNER2InputError as error:
+    assert "not supported for GLiNER2.5" in str(error)
+else:
+    raise AssertionError("relations on a boundary bundle must be refused")
+"""
+
+
+def test_serving_core_runs_boundary_models_without_torch(boundary_exported_dirs):
+    run_without_torch(SERVE_BOUNDARY_METHODS, str(boundary_exported_dirs["boundary"]))

@@ -12,13 +12,15 @@ No pickle and no remote code are involved anywhere.
 
 Metadata (format 2), as JSON:
 
-    format_version, architecture ("span")
-    graphs                  GRAPH_NAMES, the graphs every variant provides
+    format_version, architecture ("span" or "boundary")
+    graphs                  ARCHITECTURE_GRAPHS[architecture], the graphs every variant provides
     variants                {precision: {graph: file}}; "fp32" is the export itself
     variant_recipes         {precision: how the variant was made} (not for "fp32")
     files                   {file: {"size": bytes, "external_data": {file: bytes}}}
     tokenizer_file
-    max_width, max_count, hidden_size, counting_layer, token_pooling, encoder_model_type
+    hidden_size, token_pooling, encoder_model_type
+    span models:            max_width, max_count, counting_layer
+    boundary models:        boundary_head {BOUNDARY_HEAD_KEYS: the head settings decoding reads}
     pad_token_id, special_token_ids {marker token: id}
     opset, exporter_versions, validation (the export's comparison with PyTorch)
 """
@@ -37,8 +39,24 @@ from optimum_gliner2.errors import GLiNER2LoadError
 METADATA_FILE = "gliner2_onnx.json"
 #: 2: count_embed takes max_instances and returns only the steps needed.
 FORMAT_VERSION = 2
-ARCHITECTURE = "span"
-GRAPH_NAMES = ("encoder", "count_embed", "classifier", "span_scorer")
+#: The graphs of each architecture. Span models (gliner2-*-v1) score every span up to max_width per
+#: field query; boundary models (GLiNER2.5) score a shared pool of candidate spans, built in-graph.
+ARCHITECTURE_GRAPHS = {
+    "span": ("encoder", "count_embed", "classifier", "span_scorer"),
+    "boundary": ("encoder", "boundary_head", "classifier"),
+}
+SPAN, BOUNDARY = "span", "boundary"
+#: Boundary-head settings that decoding on the host reads (gliner2's BoundaryHeadSettings names).
+#: min_words: texts shorter than this are padded on the host (exact; see the exporter's patches).
+BOUNDARY_HEAD_KEYS = (
+    "pair_temperature",
+    "classification_temperature",
+    "abstention_threshold",
+    "overlap_policy",
+    "adaptive_threshold",
+    "pool_size",
+    "min_words",
+)
 DEFAULT_PRECISION = "fp32"
 TOKENIZER_FILE = "tokenizer.json"
 #: gliner2's prompt marker tokens, in the order of its SchemaTransformer.SPECIAL_TOKENS. An export
@@ -128,10 +146,8 @@ def new_metadata(
     folder: Path,
     graph_files: Mapping[str, str],
     *,
-    max_width: int,
-    max_count: int,
+    architecture: str = SPAN,
     hidden_size: int,
-    counting_layer: str,
     token_pooling: str,
     encoder_model_type: str,
     pad_token_id: int,
@@ -139,23 +155,28 @@ def new_metadata(
     opset: int,
     exporter_versions: Mapping[str, str],
     validation: Sequence[Mapping[str, Any]],
+    max_width: Optional[int] = None,
+    max_count: Optional[int] = None,
+    counting_layer: Optional[str] = None,
+    boundary_head: Optional[Mapping[str, Any]] = None,
 ) -> Dict[str, Any]:
     """The metadata of a finished export in `folder`, whose graphs and tokenizer are written.
+
+    Span models give `max_width`, `max_count` and `counting_layer`; boundary models give
+    `boundary_head` with every key of BOUNDARY_HEAD_KEYS.
 
     Raises:
         GLiNER2LoadError: If a value breaks the format (checked as a reader would check it).
     """
-    metadata = {
+    graphs = ARCHITECTURE_GRAPHS.get(architecture, ())
+    metadata: Dict[str, Any] = {
         "format_version": FORMAT_VERSION,
-        "architecture": ARCHITECTURE,
-        "graphs": list(GRAPH_NAMES),
-        "variants": {DEFAULT_PRECISION: {graph: graph_files[graph] for graph in GRAPH_NAMES}},
+        "architecture": architecture,
+        "graphs": list(graphs),
+        "variants": {DEFAULT_PRECISION: {graph: graph_files[graph] for graph in graphs}},
         "files": {name: file_record(folder, name) for name in [*graph_files.values(), TOKENIZER_FILE]},
         "tokenizer_file": TOKENIZER_FILE,
-        "max_width": int(max_width),
-        "max_count": int(max_count),
         "hidden_size": int(hidden_size),
-        "counting_layer": counting_layer,
         "token_pooling": token_pooling,
         "encoder_model_type": encoder_model_type,
         "pad_token_id": int(pad_token_id),
@@ -164,6 +185,10 @@ def new_metadata(
         "exporter_versions": dict(exporter_versions),
         "validation": list(validation),
     }
+    if architecture == SPAN:
+        metadata.update(max_width=max_width, max_count=max_count, counting_layer=counting_layer)
+    elif boundary_head is not None:
+        metadata["boundary_head"] = {key: boundary_head[key] for key in BOUNDARY_HEAD_KEYS if key in boundary_head}
     _check_metadata(metadata, folder / METADATA_FILE)
     return metadata
 
@@ -209,9 +234,9 @@ def with_variant(
     `folder`) and the FP32 files for the other graphs, with `recipe` saying how it was made."""
     if precision == DEFAULT_PRECISION:
         raise ValueError(f"{DEFAULT_PRECISION!r} is the exported model itself; choose another variant name.")
-    unknown = set(new_graphs) - set(GRAPH_NAMES)
+    unknown = set(new_graphs) - set(metadata["graphs"])
     if unknown:
-        raise ValueError(f"Unknown graph names {sorted(unknown)}; GLiNER2 exports have {GRAPH_NAMES}.")
+        raise ValueError(f"Unknown graph names {sorted(unknown)}; this export has {metadata['graphs']}.")
     graph_files = {**metadata["variants"][DEFAULT_PRECISION], **new_graphs}
     files = {**metadata["files"], **{name: file_record(folder, name) for name in new_graphs.values()}}
     return {
@@ -237,14 +262,20 @@ def _check_metadata(metadata: Any, path: Path) -> None:
             f"{path} has format_version {metadata.get('format_version')!r}; this optimum-gliner2 reads "
             f"{FORMAT_VERSION}. Export the checkpoint again with `optimum-cli export onnx`."
         )
-    if metadata.get("architecture") != ARCHITECTURE:
+    architecture = metadata.get("architecture")
+    if architecture not in ARCHITECTURE_GRAPHS:
         raise GLiNER2LoadError(
-            f"{path} describes a {metadata.get('architecture')!r} model; only {ARCHITECTURE!r} is supported."
+            f"{path} describes a {architecture!r} model; this optimum-gliner2 reads {sorted(ARCHITECTURE_GRAPHS)}."
         )
-    for key in ("max_width", "max_count", "hidden_size"):
-        value = metadata.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise GLiNER2LoadError(f"{path}: {key} must be a positive integer, got {value!r}.")
+    if metadata.get("graphs") != list(ARCHITECTURE_GRAPHS[architecture]):
+        raise GLiNER2LoadError(
+            f"{path}: a {architecture!r} export has the graphs {list(ARCHITECTURE_GRAPHS[architecture])}, "
+            f"not {metadata.get('graphs')!r}."
+        )
+    for key in ("max_width", "max_count", "hidden_size") if architecture == SPAN else ("hidden_size",):
+        _check_positive_int(metadata.get(key), f"{path}: {key}")
+    if architecture == BOUNDARY:
+        _check_boundary_head(metadata.get("boundary_head"), path)
     if metadata.get("token_pooling") not in TOKEN_POOLINGS:
         raise GLiNER2LoadError(
             f"{path}: token_pooling must be one of {TOKEN_POOLINGS}, got {metadata.get('token_pooling')!r}."
@@ -257,6 +288,29 @@ def _check_metadata(metadata: Any, path: Path) -> None:
         raise GLiNER2LoadError(f"{path}: 'variants' and 'files' must be JSON objects.")
     if not all(isinstance(graphs, dict) for graphs in variants.values()):
         raise GLiNER2LoadError(f"{path}: every variant must map graph names to files.")
+
+
+def _check_positive_int(value: Any, what: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise GLiNER2LoadError(f"{what} must be a positive integer, got {value!r}.")
+
+
+def _check_boundary_head(head: Any, path: Path) -> None:
+    if not isinstance(head, dict) or set(head) != set(BOUNDARY_HEAD_KEYS):
+        raise GLiNER2LoadError(f"{path}: boundary_head must hold exactly {BOUNDARY_HEAD_KEYS}, got {head!r}.")
+    for key in ("pair_temperature", "classification_temperature", "abstention_threshold"):
+        value = head[key]
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value == value:
+            raise GLiNER2LoadError(f"{path}: boundary_head.{key} must be a number, got {value!r}.")
+    for key in ("pair_temperature", "classification_temperature"):
+        if head[key] <= 0:
+            raise GLiNER2LoadError(f"{path}: boundary_head.{key} must be positive, got {head[key]!r}.")
+    if not isinstance(head["adaptive_threshold"], bool):
+        raise GLiNER2LoadError(f"{path}: boundary_head.adaptive_threshold must be true or false.")
+    if not isinstance(head["overlap_policy"], str):
+        raise GLiNER2LoadError(f"{path}: boundary_head.overlap_policy must be a string.")
+    for key in ("pool_size", "min_words"):
+        _check_positive_int(head[key], f"{path}: boundary_head.{key}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,14 +337,31 @@ class GLiNER2OnnxBundle:
     tokenizer_file: Path
 
     @property
-    def max_width(self) -> int:
-        """Longest span, in words, the span scorer scores."""
-        return int(self.metadata["max_width"])
+    def architecture(self) -> str:
+        """"span" (gliner2-*-v1) or "boundary" (GLiNER2.5)."""
+        return str(self.metadata["architecture"])
 
     @property
-    def max_count(self) -> int:
-        """Number of count classes (instances 0..max_count-1) of the count head."""
-        return int(self.metadata["max_count"])
+    def graph_names(self) -> tuple:
+        """The graphs of this bundle's architecture, in the order the runtime loads them."""
+        return ARCHITECTURE_GRAPHS[self.architecture]
+
+    @property
+    def max_width(self) -> Optional[int]:
+        """Longest span, in words, the span scorer scores (span models only)."""
+        value = self.metadata.get("max_width")
+        return None if value is None else int(value)
+
+    @property
+    def max_count(self) -> Optional[int]:
+        """Number of count classes (instances 0..max_count-1) of the count head (span models only)."""
+        value = self.metadata.get("max_count")
+        return None if value is None else int(value)
+
+    @property
+    def boundary_head(self) -> Mapping[str, Any]:
+        """The boundary head's decoding settings (boundary models only; empty for span models)."""
+        return self.metadata.get("boundary_head", {})
 
     @property
     def hidden_size(self) -> int:
@@ -330,7 +401,7 @@ class GLiNER2OnnxBundle:
         if precision not in variants:
             raise GLiNER2LoadError(f"{folder} has no {precision!r} variant; it has {sorted(variants)}.")
         graph_files = {}
-        for graph in GRAPH_NAMES:
+        for graph in ARCHITECTURE_GRAPHS[metadata["architecture"]]:
             name = variants[precision].get(graph)
             if name is None:
                 raise GLiNER2LoadError(f"The {precision!r} variant in {folder / METADATA_FILE} lists no {graph!r} graph.")

@@ -5,6 +5,7 @@ from optimum_gliner2.errors import GLiNER2ExportError
 from optimum_gliner2.exporters.loading import GLINER2_TASK, GLiNER2ForOnnxExport
 from optimum_gliner2.exporters.modeling import split_into_submodels
 from optimum_gliner2.exporters.model_configs import (
+    GLiNER2BoundaryHeadOnnxConfig,
     GLiNER2ClassifierOnnxConfig,
     GLiNER2CountEmbedOnnxConfig,
     GLiNER2EncoderOnnxConfig,
@@ -14,6 +15,7 @@ from optimum_gliner2.exporters.model_configs import (
 
 __all__ = [
     "GLINER2_TASK",
+    "GLiNER2BoundaryHeadOnnxConfig",
     "GLiNER2ClassifierOnnxConfig",
     "GLiNER2CountEmbedOnnxConfig",
     "GLiNER2EncoderOnnxConfig",
@@ -27,7 +29,7 @@ __all__ = [
 
 
 def export_gliner2(model_name_or_path, output, **kwargs):
-    """Export a GLiNER2 checkpoint (local directory or hub id) to `output` with Optimum's main_export.
+    """Export a GLiNER2 checkpoint (span or boundary; local directory or hub id) to `output` with Optimum's main_export.
 
     Equivalent to `optimum-cli export onnx --model <model_name_or_path> <output>`; keyword arguments
     go to `optimum.exporters.onnx.main_export`.

@@ -1,4 +1,5 @@
-"""Optimum ONNX configs of the four GLiNER2 graphs (see exporters/modeling.py for the layout).
+"""Optimum ONNX configs of the GLiNER2 graphs (see exporters/modeling.py for the layout): four for
+span models, three for boundary (GLiNER2.5) models, which share the encoder and classifier configs.
 
 Every dimension that varies at serving time is a dynamic axis: batch, sequence length, number of
 tasks, fields (labels), label markers, words and queries. The dummy sizes differ from one another
@@ -14,6 +15,8 @@ from optimum.exporters.onnx.config import TextEncoderOnnxConfig
 from optimum.utils import DummyInputGenerator, DummyTextInputGenerator, NormalizedConfig, NormalizedTextConfig
 from transformers import PretrainedConfig
 
+from optimum_gliner2.bundle.format import BOUNDARY
+from optimum_gliner2.exporters.loading import model_architecture
 from optimum_gliner2.exporters.model_patcher import GLiNER2ModelPatcher
 
 #: Dummy sizes of the head graphs' dynamic axes (all distinct, and distinct from batch 2 / sequence 16).
@@ -27,19 +30,23 @@ class NormalizedGLiNER2Config(NormalizedConfig):
     VOCAB_SIZE = "vocab_size"
     MAX_WIDTH = "max_width"
     MAX_COUNT = "max_count"
+    POOL_SIZE = "pool_size"
 
 
 def gliner2_export_config(model) -> PretrainedConfig:
-    """The dimensions every GLiNER2 OnnxConfig needs, gathered from a loaded gliner2 span model."""
+    """The dimensions every GLiNER2 OnnxConfig needs, gathered from a loaded gliner2 model."""
     encoder_config = model.encoder.config
+    if model_architecture(model) == BOUNDARY:
+        head_dimensions = {"pool_size": model.boundary_head.shared_pool_builder.pool_size}
+    else:
+        head_dimensions = {"max_width": model.max_width, "max_count": model.count_embed.max_count}
     return PretrainedConfig(
         hidden_size=encoder_config.hidden_size,
         vocab_size=encoder_config.vocab_size,
         num_attention_heads=encoder_config.num_attention_heads,
         num_hidden_layers=encoder_config.num_hidden_layers,
-        max_width=model.max_width,
-        max_count=model.count_embed.max_count,
         encoder_model_type=encoder_config.model_type,
+        **head_dimensions,
     )
 
 
@@ -52,7 +59,7 @@ class GLiNER2HeadsDummyInputGenerator(DummyInputGenerator):
 
     def __init__(self, task: str, normalized_config: NormalizedConfig, batch_size: int = 2, **kwargs):
         self.hidden_size = normalized_config.hidden_size
-        self.max_count = normalized_config.max_count
+        self.max_count = getattr(normalized_config, "max_count", None)  # span models only
         self.batch_size = batch_size
         self.sizes = {name: kwargs.get(name, size) for name, size in HEAD_DUMMY_SIZES.items()}
 
@@ -68,6 +75,32 @@ class GLiNER2HeadsDummyInputGenerator(DummyInputGenerator):
             "queries": [self.batch_size, sizes["num_queries"], hidden],
         }
         return self.random_float_tensor(shapes[input_name], min_value=-2.0, max_value=2.0, framework=framework, dtype=float_dtype)
+
+
+class GLiNER2BoundaryHeadDummyInputGenerator(DummyInputGenerator):
+    """Word and query states with right-padded masks for the boundary head, shaped by HEAD_DUMMY_SIZES.
+
+    The example is shorter than the pool's top-k on purpose: the graph must not depend on it."""
+
+    SUPPORTED_INPUT_NAMES = ("text_states", "text_mask", "query_states", "query_mask")
+
+    def __init__(self, task: str, normalized_config: NormalizedConfig, batch_size: int = 2, **kwargs):
+        self.hidden_size = normalized_config.hidden_size
+        self.batch_size = batch_size
+        self.num_words = kwargs.get("num_words", HEAD_DUMMY_SIZES["num_words"])
+        self.num_queries = kwargs.get("num_queries", HEAD_DUMMY_SIZES["num_queries"])
+
+    def generate(self, input_name: str, framework: str = "pt", int_dtype: str = "int64", float_dtype: str = "fp32"):
+        if input_name == "text_mask":
+            return self.random_mask_tensor([self.batch_size, self.num_words], framework=framework, dtype=int_dtype)
+        if input_name == "query_mask":  # every query real: a masked query would hide its scores
+            return self.random_int_tensor(
+                [self.batch_size, self.num_queries], max_value=2, min_value=1, framework=framework, dtype=int_dtype
+            )
+        length = self.num_words if input_name == "text_states" else self.num_queries
+        return self.random_float_tensor(
+            [self.batch_size, length, self.hidden_size], min_value=-2.0, max_value=2.0, framework=framework, dtype=float_dtype
+        )
 
 
 class GLiNER2OnnxConfig(OnnxConfig):
@@ -147,16 +180,62 @@ class GLiNER2SpanScorerOnnxConfig(GLiNER2OnnxConfig):
         }
 
 
+class GLiNER2BoundaryHeadOnnxConfig(GLiNER2OnnxConfig):
+    """GLiNER2.5's boundary head: the shared candidate pool and its scores (exporters/modeling.py).
+
+    The pool always has pool_size slots (candidate_mask says which hold a candidate), so the
+    candidate axis is fixed; batch, words and queries are dynamic.
+    """
+
+    DUMMY_INPUT_GENERATOR_CLASSES = (GLiNER2BoundaryHeadDummyInputGenerator,)
+    _graph_outputs = {
+        "candidates": {0: "batch_size"},
+        "candidate_mask": {0: "batch_size"},
+        "pair_logits": {0: "batch_size", 1: "num_queries"},
+        "null_logits": {0: "batch_size", 1: "num_queries"},
+        "count_log_rates": {0: "batch_size", 1: "num_queries"},
+    }
+
+    #: Output axes that hold the pool's slots: always pool_size long.
+    CANDIDATE_AXES = {"candidates": 1, "candidate_mask": 1, "pair_logits": 2}
+
+    def fix_dynamic_axes(self, model_path, device: str = "cpu", dtype=None, input_shapes=None):
+        # The tracer leaves the pool axis symbolic (and may borrow another axis's name for it);
+        # declaring its fixed length tells ONNX Runtime and readers of the graph what it is.
+        import onnx
+
+        super().fix_dynamic_axes(model_path, device=device, dtype=dtype, input_shapes=input_shapes)
+        model = onnx.load(str(model_path))
+        for output in model.graph.output:
+            axis = self.CANDIDATE_AXES.get(output.name)
+            if axis is not None:
+                dimension = output.type.tensor_type.shape.dim[axis]
+                dimension.Clear()
+                dimension.dim_value = self._normalized_config.pool_size
+        onnx.save(model, str(model_path))
+
+    @property
+    def inputs(self) -> Dict[str, Dict[int, str]]:
+        # text_states: each word's first-subword state, zero-padded; the masks are 1 for real entries.
+        return {
+            "text_states": {0: "batch_size", 1: "num_words"},
+            "text_mask": {0: "batch_size", 1: "num_words"},
+            "query_states": {0: "batch_size", 1: "num_queries"},
+            "query_mask": {0: "batch_size", 1: "num_queries"},
+        }
+
+
 ONNX_CONFIG_CLASSES = {
     "encoder": GLiNER2EncoderOnnxConfig,
     "count_embed": GLiNER2CountEmbedOnnxConfig,
     "classifier": GLiNER2ClassifierOnnxConfig,
     "span_scorer": GLiNER2SpanScorerOnnxConfig,
+    "boundary_head": GLiNER2BoundaryHeadOnnxConfig,
 }
 
 
 def get_submodels_and_onnx_configs(model, task: str, float_dtype: str = "fp32", preprocessors: Optional[list] = None):
-    """What Optimum exports for a gliner2 model: (first config, {graph: (module, OnnxConfig)})."""
+    """What Optimum exports for a gliner2 model (span or boundary): (first config, {graph: (module, OnnxConfig)})."""
     from optimum_gliner2.exporters.modeling import split_into_submodels
 
     export_config = gliner2_export_config(model)

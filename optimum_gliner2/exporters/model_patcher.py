@@ -17,12 +17,19 @@ One rewrite changes no construct but the amount of work, still without changing 
   ONNX Runtime folds when it loads the graph), repeats them for every batch row and scores every token against all 512,
   whatever the sequence length. A sequence of L tokens only indexes the rows of relative distances
   up to L - 1 (bucketed), so the rewrite scores those rows alone, broadcast over the batch.
+
+The boundary head's (GLiNER2.5) rewrites live in exporters/boundary_patches.py.
+
+`tracer_warnings_as_errors`: a TracerWarning means the tracer turned a traced value into a Python
+constant: the graph would be right at the example's shapes and wrong elsewhere, which Optimum's
+validation at those shapes cannot see. Inside the patcher every TracerWarning fails the export.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from typing import Iterator, Optional
 
 import torch
@@ -31,6 +38,8 @@ from gliner2.layers import SpanMarkerV0
 from optimum.exporters.onnx.model_patcher import ModelPatcher
 from torch import nn
 from transformers.models.deberta_v2 import modeling_deberta_v2
+
+from optimum_gliner2.errors import GLiNER2ExportError
 
 
 @contextlib.contextmanager
@@ -223,17 +232,81 @@ def relative_positions_within_reach() -> contextlib.AbstractContextManager:
     )
 
 
+#: TracerWarnings known to bake nothing: (message prefix, module) as `warnings.filterwarnings` takes
+#: them. transformers' attention-mask helper (BERT encoders) calls `torch.tensor(1.0)`, a literal.
+BENIGN_TRACER_WARNINGS = (
+    (r"torch\.tensor results are registered as constants", r"transformers\.modeling_attn_mask_utils"),
+)
+
+
+@contextlib.contextmanager
+def tracer_warnings_as_errors() -> Iterator[None]:
+    """Fail the block with a GLiNER2ExportError naming the line of the first TracerWarning issued in
+    it (BENIGN_TRACER_WARNINGS aside).
+
+    The error is raised when the block ends, not from the warning itself: many TracerWarnings are
+    issued from C++ (e.g. inside `float(tensor)`), where an exception raised by the warning
+    machinery surfaces as a SystemError instead of propagating.
+    """
+    baked = []
+    with warnings.catch_warnings():  # restores the filters and `warnings.showwarning` on exit
+        warnings.simplefilter("always", torch.jit.TracerWarning)
+        for message, module in BENIGN_TRACER_WARNINGS:
+            warnings.filterwarnings("ignore", message=message, category=torch.jit.TracerWarning, module=module)
+        show_other_warnings = warnings.showwarning
+
+        def record_tracer_warnings(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, torch.jit.TracerWarning):
+                baked.append((filename, lineno, (str(message).strip().splitlines() or [""])[0]))
+                return None
+            return show_other_warnings(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = record_tracer_warnings
+        try:
+            yield
+        except BaseException as error:
+            if baked:
+                raise _baked_value_error(baked) from error
+            raise
+    if baked:
+        raise _baked_value_error(baked)
+
+
+def _baked_value_error(baked) -> GLiNER2ExportError:
+    filename, lineno, message = baked[0]
+    more = f" and {len(baked) - 1} more" if len(baked) > 1 else ""
+    return GLiNER2ExportError(
+        f"The ONNX trace would bake a value into the graph at {filename}:{lineno}{more} "
+        f"(TracerWarning: {message}); such a graph is only right at the export's example shapes."
+    )
+
+
 class GLiNER2ModelPatcher(ModelPatcher):
-    """Optimum's ModelPatcher plus GLiNER2's own rewrites for the duration of the export."""
+    """Optimum's ModelPatcher plus GLiNER2's own rewrites for the duration of the export; a
+    TracerWarning during the export fails it with a GLiNER2ExportError."""
 
     def __enter__(self):
+        from optimum_gliner2.exporters.boundary_patches import boundary_head_rewrites
+
         super().__enter__()
         self._gliner2_patches = contextlib.ExitStack()
-        self._gliner2_patches.enter_context(span_windows_as_gather())
-        self._gliner2_patches.enter_context(transformer_layers_without_fast_path())
-        self._gliner2_patches.enter_context(relative_positions_within_reach())
+        try:
+            for rewrite in (
+                tracer_warnings_as_errors,
+                span_windows_as_gather,
+                transformer_layers_without_fast_path,
+                relative_positions_within_reach,
+                boundary_head_rewrites,
+            ):
+                self._gliner2_patches.enter_context(rewrite())
+        except BaseException:  # leave nothing patched behind
+            self._gliner2_patches.close()
+            super().__exit__(None, None, None)
+            raise
         return self
 
     def __exit__(self, exc_type, exc_value, traceback):
-        self._gliner2_patches.close()
-        super().__exit__(exc_type, exc_value, traceback)
+        try:
+            self._gliner2_patches.close()  # raises if a TracerWarning was issued
+        finally:
+            super().__exit__(exc_type, exc_value, traceback)

@@ -1,7 +1,7 @@
-"""Exportable wrappers around the PyTorch modules of a gliner2 span model.
+"""Exportable wrappers around the PyTorch modules of a gliner2 model.
 
 A GLiNER2 forward pass has data-dependent steps (per-task slicing, decoding). They stay on the
-host, so the model is exported as four graphs without Loop/If:
+host, so a span model (gliner2-*-v1) is exported as four graphs without Loop/If:
 
     encoder       input_ids, attention_mask -> last_hidden_state      (the transformer)
     count_embed   prompt [N,H], fields [N,M,H], max_instances [N] -> count logits [N,C], queries [N,S,M,H]
@@ -13,6 +13,17 @@ as one ONNX GRU node: step t depends only on steps < t, so the host slicing [:co
 is exactly gliner2's `count_embed(fields, count)`. Running all C = max_count (20) steps instead
 cost as much as a fifth of the encoder on short texts, for entity tasks that read instance 0 only
 (max_instances 1).
+
+A boundary model (GLiNER2.5) is exported as three graphs, also without Loop/If:
+
+    encoder        the same graph as for span models
+    boundary_head  words [B,L,H], text_mask [B,L], queries [B,Q,H], query_mask [B,Q]
+                   -> candidates [B,C,2], candidate_mask [B,C], pair_logits [B,Q,C],
+                      null_logits [B,Q], count_log_rates [B,Q]          (C = the pool size)
+    classifier     the same graph as for span models (gliner2 uses the same head)
+
+The boundary head builds its shared candidate pool in-graph: the pool is a fixed-size top-k
+selection, which ONNX expresses without data-dependent shapes (exporters/boundary_patches.py).
 """
 
 from __future__ import annotations
@@ -22,7 +33,8 @@ from typing import Dict
 import torch
 from torch import nn
 
-from optimum_gliner2.bundle.format import GRAPH_NAMES
+from optimum_gliner2.bundle.format import ARCHITECTURE_GRAPHS
+from optimum_gliner2.exporters.loading import model_architecture
 from optimum_gliner2.exporters.model_patcher import gru_over_first_steps
 
 
@@ -107,13 +119,74 @@ class GLiNER2SpanScorerForExport(nn.Module):
         return {"span_logits": logits}
 
 
+class GLiNER2BoundaryHeadForExport(nn.Module):
+    """gliner2's BoundaryHead at inference, shared candidate pool, returning what entity decoding reads.
+
+    The steps are BoundaryHead.forward's for `candidate_pool="shared"` (boundary encoder, query
+    marginals, document pool, pool scorer, abstention and count heads); the records' candidate
+    states are not computed, since no exported graph reads them.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.boundary_head = model.boundary_head
+        self.config = model.config
+        self.pool_size = model.boundary_head.shared_pool_builder.pool_size
+
+    def forward(
+        self,
+        text_states: torch.Tensor,
+        text_mask: torch.Tensor,
+        query_states: torch.Tensor,
+        query_mask: torch.Tensor,
+    ) -> Dict[str, torch.Tensor]:
+        head = self.boundary_head
+        text_mask, query_mask = text_mask.bool(), query_mask.bool()
+        encoding = head.boundary_encoder(text_states, text_mask)
+        marginals = head.boundary_query_head(
+            encoding.states, encoding.mask, text_states, text_mask, query_states, query_mask
+        )
+        pooled = head.shared_pool_builder(
+            encoding.states, encoding.mask, query_mask, marginals.start_logits, marginals.end_logits
+        )
+        pool_scores, _ = head.shared_pool_scorer(
+            encoding.states,
+            query_states,
+            query_mask,
+            pooled,
+            marginals.start_logits,
+            marginals.end_logits,
+            marginals.inside_prefix if head.use_inside_evidence else None,
+            text_mask.sum(dim=1),
+            text_states,
+            text_mask,
+            inside_prefix_mean=marginals.inside_prefix_mean,
+        )
+        # Without an abstention head gliner2 never abstains: a null logit of -1e4 (probability 0)
+        # never exceeds a threshold. Without a count head nothing reads the rates (export refuses
+        # the adaptive threshold then): zeros. Either way every checkpoint has the same outputs.
+        no_count_head = torch.zeros_like(query_mask, dtype=query_states.dtype)
+        never_abstain = torch.full_like(no_count_head, -1.0e4)
+        return {
+            "candidates": pooled.indices,
+            "candidate_mask": pooled.mask,
+            "pair_logits": pool_scores.transpose(1, 2),
+            "null_logits": head.null_projection(query_states).squeeze(-1) if head.null_projection is not None else never_abstain,
+            "count_log_rates": head.count_head(query_states).squeeze(-1) if head.count_head is not None else no_count_head,
+        }
+
+
+_WRAPPERS = {
+    "encoder": GLiNER2EncoderForExport,
+    "count_embed": GLiNER2CountEmbedForExport,
+    "classifier": GLiNER2ClassifierForExport,
+    "span_scorer": GLiNER2SpanScorerForExport,
+    "boundary_head": GLiNER2BoundaryHeadForExport,
+}
+
+
 def split_into_submodels(model: nn.Module) -> Dict[str, nn.Module]:
-    """The four exportable graphs of a loaded gliner2 span model, in the bundle's graph order."""
+    """The exportable graphs of a loaded gliner2 model (span or boundary), in the bundle's graph order."""
     model.eval()
-    wrappers = {
-        "encoder": GLiNER2EncoderForExport,
-        "count_embed": GLiNER2CountEmbedForExport,
-        "classifier": GLiNER2ClassifierForExport,
-        "span_scorer": GLiNER2SpanScorerForExport,
-    }
-    return {graph: wrappers[graph](model).eval() for graph in GRAPH_NAMES}
+    architecture = model_architecture(model)
+    return {graph: _WRAPPERS[graph](model).eval() for graph in ARCHITECTURE_GRAPHS[architecture]}

@@ -14,7 +14,16 @@ import os
 from pathlib import Path
 from typing import Dict
 
-from optimum_gliner2.bundle.format import MARKER_TOKENS, METADATA_FILE, new_metadata, remove_graph_files, write_metadata
+from optimum_gliner2.bundle.format import (
+    BOUNDARY,
+    BOUNDARY_HEAD_KEYS,
+    MARKER_TOKENS,
+    METADATA_FILE,
+    SPAN,
+    new_metadata,
+    remove_graph_files,
+    write_metadata,
+)
 from optimum_gliner2.errors import GLiNER2ExportError
 from optimum_gliner2.exporters.validation import validate_graphs
 
@@ -52,13 +61,20 @@ def _metadata(output_dir: Path, onnx_files: Dict[str, str], submodels, report) -
     special_ids = {token: tokenizer.convert_tokens_to_ids(token) for token in MARKER_TOKENS}
     if any(i is None or i == tokenizer.unk_token_id for i in special_ids.values()):
         raise GLiNER2ExportError(f"The checkpoint's tokenizer lacks gliner2's marker tokens: {special_ids}")
+    if "boundary_head" in submodels:
+        head_metadata = {"architecture": BOUNDARY, "boundary_head": boundary_head_metadata(submodels["boundary_head"])}
+    else:
+        head_metadata = {
+            "architecture": SPAN,
+            "max_width": gliner2_config.max_width,
+            "max_count": submodels["count_embed"].max_count,
+            "counting_layer": gliner2_config.counting_layer,
+        }
     return new_metadata(
         output_dir,
         onnx_files,
-        max_width=gliner2_config.max_width,
-        max_count=submodels["count_embed"].max_count,
+        **head_metadata,
         hidden_size=encoder_config.hidden_size,
-        counting_layer=gliner2_config.counting_layer,
         token_pooling=gliner2_config.token_pooling,
         encoder_model_type=encoder_config.model_type,
         pad_token_id=tokenizer.pad_token_id or 0,
@@ -67,6 +83,26 @@ def _metadata(output_dir: Path, onnx_files: Dict[str, str], submodels, report) -
         exporter_versions=_versions(),
         validation=report,
     )
+
+
+#: The shortest text the boundary_head graph reproduces exactly: its candidate pool is built with
+#: fixed top-k sizes at every length (exporters/boundary_patches.py), so a 1-word text needs no padding.
+BOUNDARY_MIN_WORDS = 1
+
+
+def boundary_head_metadata(boundary_wrapper) -> dict:
+    """The boundary head's decoding settings, as gliner2 runs them, for the bundle metadata."""
+    settings = boundary_wrapper.boundary_head.settings
+    values = {
+        "pair_temperature": float(settings.pair_temperature),
+        "classification_temperature": float(settings.classification_temperature),
+        "abstention_threshold": float(settings.abstention_threshold),
+        "overlap_policy": str(settings.overlap_policy),
+        "adaptive_threshold": bool(settings.adaptive_threshold),
+        "pool_size": int(boundary_wrapper.pool_size),
+        "min_words": BOUNDARY_MIN_WORDS,
+    }
+    return {key: values[key] for key in BOUNDARY_HEAD_KEYS}
 
 
 def _onnx_opset(path: Path) -> int:

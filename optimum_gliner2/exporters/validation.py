@@ -3,6 +3,10 @@
 Optimum validates each graph at the export shapes only and merely warns on a mismatch. Here every
 graph is compared with gliner2's PyTorch modules at several other shapes; any divergence beyond
 tolerance raises (exporters/publishing.py then removes the graphs, so no loadable folder is left).
+
+The boundary head is compared with gliner2's own `BoundaryHead.forward` (the unpatched module):
+its candidate pool (boundaries and order) and mask must be identical, its scores within tolerance,
+at 1-word texts, short ones, mixed lengths in one batch and texts long enough to fill the pool.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from optimum_gliner2.bundle.format import GRAPH_NAMES
+from optimum_gliner2.bundle.format import ARCHITECTURE_GRAPHS, BOUNDARY, SPAN
 from optimum_gliner2.errors import GLiNER2ExportError
+from optimum_gliner2.exporters.boundary_patches import pool_entries
 
 logger = logging.getLogger(__name__)
 
@@ -29,36 +34,65 @@ ENCODER_SHAPES = ((1, 5), (3, 37), (2, 130))  # (batch, sequence length)
 COUNT_EMBED_CASES = ((1, (20,)), (5, (1, 20)), (12, (1, 1, 1, 1, 1)))
 CLASSIFIER_SHAPES = (1, 3, 17)  # label markers
 SPAN_SCORER_SHAPES = ((1, 1, 1), (2, 9, 4), (3, 41, 11))  # (batch, words, queries)
+#: (words of each text in the batch, queries). Batches of 1-4, texts of 1 word up to past the point
+#: where the pool is full (300 words: 32 x 32 start/end pairs for 192 slots), 1 to 6 queries; with
+#: two or more texts and queries, the first text also has its last query masked (mixed counts).
+BOUNDARY_HEAD_CASES = (
+    ((1,), 1),
+    ((2,), 3),
+    ((1, 5), 4),
+    ((8, 2, 40), 6),
+    ((120, 57), 5),
+    ((300,), 2),
+    ((1, 9, 33, 64), 1),
+    ((7, 7, 7), 6),
+)
+#: Outputs that must match exactly (the pool's boundaries, order and mask).
+EXACT_OUTPUTS = ("candidates", "candidate_mask")
 
 
-def _compare(expected: torch.Tensor, actual: np.ndarray) -> Tuple[float, bool]:
-    """(max abs diff, whether every element is within VALIDATION_ATOL + VALIDATION_RTOL * |expected|)."""
+def _compare(expected: torch.Tensor, actual: np.ndarray, exact: bool = False) -> Tuple[float, bool]:
+    """(max abs diff, whether every element is within VALIDATION_ATOL + VALIDATION_RTOL * |expected|,
+    or, if `exact`, equal)."""
     expected = expected.detach().cpu().numpy()
     if expected.shape != actual.shape:
         raise GLiNER2ExportError(f"shape {actual.shape} from ONNX Runtime, {expected.shape} from PyTorch")
     if not expected.size:
         return 0.0, True
+    if exact:
+        diff = np.abs(expected.astype(np.float64) - actual.astype(np.float64))
+        return float(diff.max()), bool(np.array_equal(expected, actual))
     diff = np.abs(expected - actual)
     within = bool(np.all(diff <= VALIDATION_ATOL + VALIDATION_RTOL * np.abs(expected)))
     return float(diff.max()), within
 
 
-def _cases(submodels: Dict[str, torch.nn.Module], vocab_size: int, hidden: int, seed: int = 0):
+def _encoder_cases(encoder: torch.nn.Module, generator: torch.Generator):
+    vocab_size = encoder.encoder.config.vocab_size
+    for batch, length in ENCODER_SHAPES:
+        ids = torch.randint(0, vocab_size, (batch, length), generator=generator)
+        mask = torch.ones(batch, length, dtype=torch.long)
+        mask[0, length // 2 + 1 :] = 0  # right padding, as the runtime pads
+        reference = encoder(ids, mask)["last_hidden_state"] * mask[..., None]
+        yield "encoder", f"batch {batch} x {length} tokens", {"input_ids": ids, "attention_mask": mask}, {
+            "last_hidden_state": (reference, mask)
+        }
+
+
+def _classifier_cases(classifier: torch.nn.Module, hidden: int, generator: torch.Generator):
+    for labels in CLASSIFIER_SHAPES:
+        embs = torch.randn(labels, hidden, generator=generator) * 2.0
+        yield "classifier", f"{labels} labels", {"label_embeddings": embs}, {"logits": (classifier(embs)["logits"], None)}
+
+
+def _span_cases(submodels: Dict[str, torch.nn.Module], hidden: int, generator: torch.Generator):
     """(graph, shape description, ONNX feeds, PyTorch reference outputs) at non-export shapes."""
-    generator = torch.Generator().manual_seed(seed)
 
     def floats(*shape):
         return torch.randn(*shape, generator=generator) * 2.0
 
     with torch.inference_mode():
-        for batch, length in ENCODER_SHAPES:
-            ids = torch.randint(0, vocab_size, (batch, length), generator=generator)
-            mask = torch.ones(batch, length, dtype=torch.long)
-            mask[0, length // 2 + 1 :] = 0  # right padding, as the runtime pads
-            reference = submodels["encoder"](ids, mask)["last_hidden_state"] * mask[..., None]
-            yield "encoder", f"batch {batch} x {length} tokens", {"input_ids": ids, "attention_mask": mask}, {
-                "last_hidden_state": (reference, mask)
-            }
+        yield from _encoder_cases(submodels["encoder"], generator)
         count_module = submodels["count_embed"]
         for fields, instances in COUNT_EMBED_CASES:
             tasks = len(instances)
@@ -74,17 +108,60 @@ def _cases(submodels: Dict[str, torch.nn.Module], vocab_size: int, hidden: int, 
                 "field_embeddings": field_embs,
                 "max_instances": max_instances,
             }, {"count_logits": (count_logits, None), "queries": (queries, None)}
-        for labels in CLASSIFIER_SHAPES:
-            embs = floats(labels, hidden)
-            yield "classifier", f"{labels} labels", {"label_embeddings": embs}, {
-                "logits": (submodels["classifier"](embs)["logits"], None)
-            }
+        yield from _classifier_cases(submodels["classifier"], hidden, generator)
         for batch, words, queries_count in SPAN_SCORER_SHAPES:
             word_embs, queries = floats(batch, words, hidden), floats(batch, queries_count, hidden)
             yield "span_scorer", f"batch {batch} x {words} words x {queries_count} queries", {
                 "word_embeddings": word_embs,
                 "queries": queries,
             }, {"span_logits": (submodels["span_scorer"](word_embs, queries)["span_logits"], None)}
+
+
+def boundary_head_case(head: torch.nn.Module, hidden: int, word_counts, queries: int, generator: torch.Generator):
+    """ONNX feeds for one boundary-head case and gliner2's BoundaryHead.forward outputs for them.
+
+    Word states are zero beyond each text's length (as gliner2 routes them); with two or more
+    texts and queries, the first text's last query is masked.
+
+    Returns:
+        (feeds, references): name -> tensor, and output name -> (reference tensor, None).
+    """
+    batch, length = len(word_counts), max(word_counts)
+    text_mask = (torch.arange(length).unsqueeze(0) < torch.tensor(word_counts).unsqueeze(1)).long()
+    text_states = torch.randn(batch, length, hidden, generator=generator) * text_mask.unsqueeze(-1)
+    query_states = torch.randn(batch, queries, hidden, generator=generator)
+    query_mask = torch.ones(batch, queries, dtype=torch.long)
+    if batch > 1 and queries > 1:
+        query_mask[0, -1] = 0
+    output = head(text_states, text_mask.bool(), query_states, query_mask.bool(), return_candidates=True)
+    candidates = output.candidates
+    # What the graph outputs for a missing head (see GLiNER2BoundaryHeadForExport): never abstain, no rates.
+    no_count_head = torch.zeros(batch, queries)
+    never_abstain = torch.full((batch, queries), -1.0e4)
+    references = {
+        # The shared pool is the same for every query: gliner2 broadcasts it over the query axis.
+        "candidates": candidates.indices[:, 0],
+        "candidate_mask": candidates.valid_mask[:, 0],
+        "pair_logits": candidates.pair_logits,
+        "null_logits": output.null_logits if output.null_logits is not None else never_abstain,
+        "count_log_rates": output.count_log_rates if output.count_log_rates is not None else no_count_head,
+    }
+    feeds = {"text_states": text_states, "text_mask": text_mask, "query_states": query_states, "query_mask": query_mask}
+    return feeds, {name: (value, None) for name, value in references.items()}
+
+
+def _boundary_cases(submodels: Dict[str, torch.nn.Module], hidden: int, generator: torch.Generator):
+    head = submodels["boundary_head"].boundary_head
+    with torch.inference_mode():
+        yield from _encoder_cases(submodels["encoder"], generator)
+        for word_counts, queries in BOUNDARY_HEAD_CASES:
+            feeds, references = boundary_head_case(head, hidden, word_counts, queries, generator)
+            mask = references["candidate_mask"][0]
+            filled = "/".join(str(int(count)) for count in mask.sum(dim=-1))
+            words = "/".join(str(count) for count in word_counts)
+            shape = f"batch {len(word_counts)} x {words} words x {queries} queries, pool {filled} of {mask.shape[-1]} filled"
+            yield "boundary_head", shape, feeds, references
+        yield from _classifier_cases(submodels["classifier"], hidden, generator)
 
 
 def validate_graphs(output_dir: Path, onnx_files: Dict[str, str], submodels: Dict[str, torch.nn.Module]) -> List[dict]:
@@ -94,34 +171,144 @@ def validate_graphs(output_dir: Path, onnx_files: Dict[str, str], submodels: Dic
         One record per case: graph, shape, output, max_abs_diff.
 
     Raises:
-        GLiNER2ExportError: If any output differs by more than VALIDATION_ATOL, or a shape fails.
+        GLiNER2ExportError: If any output differs by more than VALIDATION_ATOL (for the boundary
+            head's candidates and mask: at all), or a shape fails.
     """
-    encoder_config = submodels["encoder"].encoder.config
+    architecture = BOUNDARY if "boundary_head" in submodels else SPAN
+    hidden = submodels["encoder"].encoder.config.hidden_size
     sessions = {
         graph: ort.InferenceSession(str(output_dir / onnx_files[graph]), providers=["CPUExecutionProvider"])
-        for graph in GRAPH_NAMES
+        for graph in ARCHITECTURE_GRAPHS[architecture]
     }
+    generator = torch.Generator().manual_seed(0)
+    cases = (_boundary_cases if architecture == BOUNDARY else _span_cases)(submodels, hidden, generator)
     report, failures = [], []
-    for graph, shape, feeds, references in _cases(submodels, encoder_config.vocab_size, encoder_config.hidden_size):
+    for graph, shape, feeds, references in cases:
         try:
             outputs = sessions[graph].run(list(references), {k: v.numpy() for k, v in feeds.items()})
         except Exception as error:
             failures.append(f"{graph} fails at {shape}: {error}")
             continue
-        for (name, (expected, mask)), actual in zip(references.items(), outputs):
-            if mask is not None:  # padded positions are not compared: nothing reads them
-                actual = actual * mask.numpy()[..., None]
+        actual, notes = dict(zip(references, outputs)), {}
+        if graph == "boundary_head":
             try:
-                diff, within_tolerance = _compare(expected, actual)
+                actual, notes = align_pool_to_reference(references, actual, feeds, submodels["boundary_head"].boundary_head)
+            except GLiNER2ExportError as error:
+                failures.append(f"{graph}.candidates at {shape}: {error}")
+        for name, (expected, mask) in references.items():
+            output = actual[name]
+            if mask is not None:  # padded positions are not compared: nothing reads them
+                output = output * mask.numpy()[..., None]
+            exact = name in EXACT_OUTPUTS
+            try:
+                diff, within_tolerance = _compare(expected, output, exact=exact)
             except GLiNER2ExportError as error:
                 failures.append(f"{graph}.{name} at {shape}: {error}")
                 continue
-            report.append({"graph": graph, "shape": shape, "output": name, "max_abs_diff": diff})
+            record = {"graph": graph, "shape": shape, "output": name, "max_abs_diff": diff}
+            if name == "candidates" and notes:
+                record.update(notes)
+            report.append(record)
             logger.info("validated %s.%s at %s: max abs diff %.2e", graph, name, shape, diff)
             if not within_tolerance:
                 failures.append(
-                    f"{graph}.{name} at {shape}: max abs diff {diff:.3e} exceeds {VALIDATION_ATOL:.0e} + {VALIDATION_RTOL:.0e} x |PyTorch|"
+                    f"{graph}.{name} at {shape}: differs from PyTorch (max abs diff {diff:.3e})"
+                    if exact
+                    else f"{graph}.{name} at {shape}: max abs diff {diff:.3e} exceeds {VALIDATION_ATOL:.0e} + {VALIDATION_RTOL:.0e} x |PyTorch|"
                 )
     if failures:
-        raise GLiNER2ExportError("The exported ONNX graphs do not reproduce PyTorch:\n  " + "\n  ".join(failures))
+        shown = "; ".join(failures[:3]) + (f"; and {len(failures) - 3} more" if len(failures) > 3 else "")
+        raise GLiNER2ExportError(f"The exported ONNX graphs do not reproduce PyTorch: {shown}")
     return report
+
+
+def _tolerance(value: float) -> float:
+    return VALIDATION_ATOL + VALIDATION_RTOL * abs(value)
+
+
+def _pool_priorities(head: torch.nn.Module, feeds: Dict[str, torch.Tensor]) -> List[Dict[Tuple[int, int], float]]:
+    """Per text, every valid (start, end) pair gliner2's pool chooses from, with its best priority."""
+    text_mask, query_mask = feeds["text_mask"].bool(), feeds["query_mask"].bool()
+    with torch.inference_mode():
+        encoding = head.boundary_encoder(feeds["text_states"], text_mask)
+        marginals = head.boundary_query_head(
+            encoding.states, encoding.mask, feeds["text_states"], text_mask, feeds["query_states"], query_mask
+        )
+        entries = pool_entries(
+            head.shared_pool_builder, encoding.states, encoding.mask, query_mask, marginals.start_logits, marginals.end_logits
+        )
+    boundaries = int(entries.boundaries)
+    rows = []
+    for keys, priorities, valid in zip(entries.keys.tolist(), entries.priorities.tolist(), entries.valid.tolist()):
+        best: Dict[Tuple[int, int], float] = {}
+        for key, priority, is_valid in zip(keys, priorities, valid):
+            if is_valid:
+                pair = divmod(key, boundaries)
+                best[pair] = max(best.get(pair, priority), priority)
+        rows.append(best)
+    return rows
+
+
+def align_pool_to_reference(
+    references: Dict[str, tuple], actual: Dict[str, np.ndarray], feeds: Dict[str, torch.Tensor], head: torch.nn.Module
+) -> Tuple[Dict[str, np.ndarray], Dict[str, float]]:
+    """ONNX Runtime's boundary-head outputs, put in the reference's pool order where the two pools
+    differ only by float near-ties in the pool's priorities; otherwise unchanged.
+
+    The pool is ordered by priority (a sum of logits). ONNX Runtime computes each priority to
+    ~1e-7 relative of PyTorch, so two candidates whose priorities differ by less than that may swap
+    places, or trade the last slot. Such a difference is accepted when every candidate ONNX
+    Runtime pooled is one gliner2 could pool, its order breaks gliner2's priority order by no more
+    than the validation tolerance, and every candidate it left out ranks within tolerance of its
+    last one. Each candidate's pair logits are then compared with the reference's for the same
+    candidate.
+
+    Returns:
+        (outputs, notes): notes are empty when the pools are identical, else `near_tie_slots`
+        (slots holding another candidate than the reference's) and `near_tie_priority_gap`.
+
+    Raises:
+        GLiNER2ExportError: If the pools differ in a way near-ties do not explain.
+    """
+    reference_pool = references["candidates"][0].numpy()
+    reference_mask = references["candidate_mask"][0].numpy()
+    pool, mask, logits = actual["candidates"], actual["candidate_mask"], actual["pair_logits"]
+    if pool.shape != reference_pool.shape or mask.shape != reference_mask.shape:
+        return actual, {}  # the comparison reports the shape
+    if np.array_equal(pool, reference_pool) and np.array_equal(mask, reference_mask):
+        return actual, {}
+    priorities = _pool_priorities(head, feeds)
+    reference_logits = references["pair_logits"][0].numpy()
+    pool, mask, logits = pool.copy(), mask.copy(), logits.copy()
+    displaced, widest_gap = 0, 0.0
+    for row, best in enumerate(priorities):
+        expected = [tuple(pair) for pair in reference_pool[row][reference_mask[row]].tolist()]
+        found = [tuple(pair) for pair in actual["candidates"][row][actual["candidate_mask"][row]].tolist()]
+        filled = len(found)
+        if filled != len(expected) or not mask[row, :filled].all() or not reference_mask[row, :filled].all():
+            raise GLiNER2ExportError(f"text {row}: {filled} candidates pooled, gliner2 pools {len(expected)}")
+        if len(set(found)) != filled or not set(found) <= set(best):
+            raise GLiNER2ExportError(f"text {row}: the pool holds a duplicate or a pair gliner2 never considers")
+        ranked = [best[pair] for pair in found]
+        for slot, (higher, lower) in enumerate(zip(ranked, ranked[1:])):
+            if lower > higher + _tolerance(higher):
+                raise GLiNER2ExportError(
+                    f"text {row}: slot {slot + 1} outranks slot {slot} by {lower - higher:.3e}, beyond tolerance"
+                )
+        left_out = [best[pair] for pair in set(expected) - set(found)]
+        if left_out and max(left_out) > min(ranked) + _tolerance(min(ranked)):
+            raise GLiNER2ExportError(f"text {row}: a candidate left out of the pool outranks its last one beyond tolerance")
+        reference_slot = {pair: slot for slot, pair in enumerate(expected)}
+        moved = [slot for slot, pair in enumerate(found) if pair != expected[slot]]
+        displaced += len(moved)
+        widest_gap = max([widest_gap, *(abs(best[found[slot]] - best[expected[slot]]) for slot in moved)])
+        # Filled slots take the reference's candidate, and ONNX Runtime's logits for that same
+        # candidate; a candidate only one side pooled (a near-tie at the last slot) keeps the
+        # reference's logits. Empty slots keep ONNX Runtime's own values, still compared.
+        pool[row, :filled] = reference_pool[row, :filled]
+        logits[row, :, :filled] = reference_logits[row, :, :filled]
+        for slot, pair in enumerate(found):
+            if pair in reference_slot:
+                logits[row, :, reference_slot[pair]] = actual["pair_logits"][row, :, slot]
+    aligned = {**actual, "candidates": pool, "candidate_mask": mask, "pair_logits": logits}
+    return aligned, {"near_tie_slots": displaced, "near_tie_priority_gap": widest_gap}

@@ -212,7 +212,8 @@ class GLiNER2Methods:
                     include_confidence=include_confidence,
                     include_spans=include_spans,
                     scalar_entity_labels=plan.scalar_entity_labels,
-                    overlap_policy=options.overlap_policy,
+                    # Like gliner2, chunks merge with the architecture's default when the call gives none.
+                    overlap_policy=options.overlap_policy or self.engine.heads.default_overlap_policy,
                 )
             )
             offset += len(chunks)

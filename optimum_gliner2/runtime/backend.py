@@ -1,29 +1,46 @@
-"""The four numeric stages the engine calls, whatever runs them.
+"""The numeric stages the engine calls, whatever runs them.
 
-`OnnxBackend` (runtime/onnx/sessions.py) runs them with ONNX Runtime; tests also run them with
+Two architectures share the encoder and the classifier and differ in their extraction head:
+
+- span models (gliner2-*-v1): a count head builds count-aware queries, and a span scorer scores every
+  span up to `max_width` words against each query (`SpanBackend`);
+- boundary models (GLiNER2.5): one head builds a shared pool of candidate spans per text, in the graph,
+  and scores each candidate against each query (`BoundaryBackend`).
+
+`OnnxBackend`s (runtime/onnx/sessions.py) run the stages with ONNX Runtime; tests also run them with
 gliner2's own PyTorch modules (tests/support/torch_backend.py) to check the host code apart from the
 graphs. All arrays are numpy; float arrays are float32, index arrays int64.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, Tuple
+from typing import Any, Mapping, NamedTuple, Protocol, Tuple
 
 import numpy as np
 
 
 class GLiNER2Backend(Protocol):
-    """Numeric stages of a GLiNER2 span model. Data-dependent steps stay on the host."""
+    """The stages every GLiNER2 architecture has. Data-dependent steps stay on the host."""
 
-    #: Largest span width in words (config.max_width); span logits have this last dimension.
-    max_width: int
-    #: Number of count classes of count_pred (20 in gliner2).
-    max_count: int
+    #: "span" or "boundary": which extraction head the engine drives.
+    architecture: str
     #: Encoder hidden size.
     hidden_size: int
 
     def encode(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """[B, S] int64 ids and mask (right-padded with 0) -> last hidden state [B, S, H]."""
+
+    def classify(self, label_embeddings: np.ndarray) -> np.ndarray:
+        """Classification label markers [K, H] -> raw logits [K]."""
+
+
+class SpanBackend(GLiNER2Backend, Protocol):
+    """Numeric stages of a span model (architecture "span")."""
+
+    #: Largest span width in words (config.max_width); span logits have this last dimension.
+    max_width: int
+    #: Number of count classes of count_pred (20 in gliner2).
+    max_count: int
 
     def count_and_queries(
         self, prompt_embeddings: np.ndarray, field_embeddings: np.ndarray, max_instances: np.ndarray
@@ -36,11 +53,42 @@ class GLiNER2Backend(Protocol):
         < t, so the host keeps [:count].
         """
 
-    def classify(self, label_embeddings: np.ndarray) -> np.ndarray:
-        """Classification label markers [K, H] -> logits [K]."""
-
     def score_spans(self, word_embeddings: np.ndarray, queries: np.ndarray) -> np.ndarray:
         """Words [B, L, H] (zero-padded) and queries [B, Q, H] -> raw span logits [B, Q, L, W].
 
         Spans that run past a text's last word are not masked here; the host masks them.
         """
+
+
+class CandidateScores(NamedTuple):
+    """A boundary head's output for a batch of B texts, Q queries and a pool of C candidates.
+
+    Attributes:
+        candidates: `[B, C, 2]` int64 half-open word boundaries (start, end) of each candidate, in
+            the pool's order.
+        candidate_mask: `[B, C]` bool, False for the pool's padding.
+        pair_logits: `[B, Q, C]` raw candidate-query logits (before the pair temperature).
+        null_logits: `[B, Q]` abstention logits: a query abstains when sigmoid(null) exceeds the
+            head's abstention threshold.
+        count_log_rates: `[B, Q]` log of the expected number of mentions per query (read only
+            when the head's adaptive threshold is on).
+    """
+
+    candidates: np.ndarray
+    candidate_mask: np.ndarray
+    pair_logits: np.ndarray
+    null_logits: np.ndarray
+    count_log_rates: np.ndarray
+
+
+class BoundaryBackend(GLiNER2Backend, Protocol):
+    """Numeric stages of a GLiNER2.5 model (architecture "boundary")."""
+
+    #: The head's decoding settings, as bundle/format.py BOUNDARY_HEAD_KEYS names them.
+    boundary_head: Mapping[str, Any]
+
+    def score_candidates(
+        self, text_states: np.ndarray, text_mask: np.ndarray, query_states: np.ndarray, query_mask: np.ndarray
+    ) -> CandidateScores:
+        """Word states [B, L, H] with int64 mask [B, L] (at least `min_words` wide) and query
+        states [B, Q, H] with int64 mask [B, Q] -> the shared candidate pool and its scores."""

@@ -1,7 +1,8 @@
 """Numeric outputs of one text to gliner2's raw result dict, reading only the schema plan.
 
-For every task: a classification's label probabilities, or a span task's thresholded, validated and
-overlap-resolved spans per field and instance. Probabilities are float32 like gliner2's tensors;
+For every task: a classification's label probabilities, or a span model's thresholded, validated and
+overlap-resolved spans per field and instance. Classification results, activations and span payloads
+serve both architectures (runtime/boundary.py decodes GLiNER2.5's candidate pools). Probabilities are float32 like gliner2's tensors;
 confidences come out as Python floats. The public payload is built from these raw results by
 runtime/formatting.py.
 """
@@ -33,11 +34,14 @@ class TaskOutput:
         span_logits: `[instances, fields, words, max_width]` span logits, masked past the last word,
             for prefix and text words, when `count > 0`; entities keep instance 0 only.
         class_logits: `[labels]` classifier logits (classification tasks).
+        candidates: Boundary models: per field query, the pool candidates kept for it (empty when
+            the query abstains), as runtime/boundary.py keeps them.
     """
 
     count: int = 0
     span_logits: Optional[np.ndarray] = None
     class_logits: Optional[np.ndarray] = None
+    candidates: Optional[List[Any]] = None
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -76,13 +80,14 @@ def decode_text(record: EncodedText, outputs: Sequence[TaskOutput]) -> Dict[str,
     results: Dict[str, Any] = {}
     for task, output in zip(record.plan.tasks, outputs):
         if task.classification is not None:
-            results[task.classification.result_key] = _classify(task.classification, output.class_logits)
+            results[task.classification.result_key] = classification_result(task.classification, output.class_logits)
         elif not task.is_classification:
             results[task.name] = decoder.span_task(task, output)
     return results
 
 
-def _classify(config: ClassificationPlan, logits: np.ndarray) -> Any:
+def classification_result(config: ClassificationPlan, logits: np.ndarray) -> Any:
+    """gliner2's raw classification result: (label, probability), or a list of them if multi-label."""
     probabilities = sigmoid(logits) if config.sigmoid else softmax(logits)
     if not config.multi_label:
         best = int(np.argmax(probabilities))
@@ -152,14 +157,7 @@ class _TextDecoder:
         return select_spans(spans, dtype=field.dtype, overlap_policy=self.options.overlap_policy)
 
     def _payload(self, span: Span) -> Any:
-        """One span as gliner2 shows it under include_confidence / include_spans."""
-        text, confidence, start, end = span
-        shown = {"text": text}
-        if self.options.include_confidence:
-            shown["confidence"] = confidence
-        if self.options.include_spans:
-            shown.update(start=start, end=end)
-        return shown if len(shown) > 1 else text
+        return span_payload(span, self.options)
 
     def _value(self, spans: List[Span], dtype: str) -> Any:
         """A field's value: every span for "list", the best one (or None) otherwise."""
@@ -246,6 +244,17 @@ class _TextDecoder:
             if score > best_score:
                 best, best_score = choice, score
         return shown(best, best_score) if best and best_score >= field.threshold else None
+
+
+def span_payload(span: Span, options: DecodeOptions) -> Any:
+    """One span as gliner2 shows it under include_confidence / include_spans."""
+    text, confidence, start, end = span
+    shown: Dict[str, Any] = {"text": text}
+    if options.include_confidence:
+        shown["confidence"] = confidence
+    if options.include_spans:
+        shown.update(start=start, end=end)
+    return shown if len(shown) > 1 else text
 
 
 def _attributes(task: TaskPlan, entity: str, span_logits: np.ndarray) -> Dict[str, Any]:

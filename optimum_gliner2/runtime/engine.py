@@ -1,24 +1,25 @@
 """The batch engine: encoded texts through a backend's numeric stages, then decoding.
 
-Texts are sorted by token length so that similar lengths share an encoder batch, and per batch the
-backend is called at most: once `encode`, once `count_and_queries` per distinct number of fields
-(count_lstm_v2 attends across fields, so the field count is never padded), once `classify` and once
-`score_spans`. Data-dependent steps stay here: count argmax and slicing, gathers, padding.
+Texts are sorted by token length so that similar lengths share an encoder batch. Per batch the
+backend encodes once and classifies every label marker in one call; the architecture's extraction
+head (runtime/span.py or runtime/boundary.py) runs its own stages and decodes. Data-dependent steps
+stay on the host: gathers, padding, thresholds and overlap resolution.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 from tokenizers import Tokenizer
 
 from optimum_gliner2.errors import GLiNER2InputError
 from optimum_gliner2.runtime.backend import GLiNER2Backend
-from optimum_gliner2.runtime.decode import TaskOutput, decode_text, mask_spans_past_end
+from optimum_gliner2.runtime.boundary import BoundaryHeads
+from optimum_gliner2.runtime.decode import TaskOutput
 from optimum_gliner2.runtime.plan import SchemaPlan
 from optimum_gliner2.runtime.preprocess import EncodedText, Preprocessor, check_token_pooling, pad_batch, pool_words
+from optimum_gliner2.runtime.span import SpanHeads
 from optimum_gliner2.runtime.words import WordSplitterSpec
 
 #: Longest model input (schema prompt + text tokens) one encoder pass accepts. DeBERTa's attention
@@ -30,7 +31,7 @@ class ExtractionEngine:
     """Runs planned extractions on a `GLiNER2Backend`, batch by batch.
 
     Args:
-        backend: Runs the numeric stages (encoder, count head, classifier, span scorer).
+        backend: Runs the numeric stages: encoder, classifier and the architecture's extraction head.
         tokenizer: The checkpoint's tokenizer, including gliner2's marker tokens.
         token_pooling: How word embeddings pool their subwords ("first", "mean" or "max").
         word_splitter: gliner2 word splitter name or callable.
@@ -51,6 +52,7 @@ class ExtractionEngine:
         self.token_pooling = token_pooling
         self.max_sequence_tokens = max_sequence_tokens
         self.preprocessor = Preprocessor(tokenizer, word_splitter)
+        self.heads: Union[SpanHeads, BoundaryHeads] = heads_for(backend)
 
     def extract(
         self, texts: Sequence[str], plans: Sequence[SchemaPlan], batch_size: int, max_len: Optional[int] = None
@@ -60,6 +62,7 @@ class ExtractionEngine:
         Raises:
             GLiNER2InputError: A text longer than `max_sequence_tokens` with its schema.
         """
+        self.heads.check(plans)
         records = self.preprocessor.encode_batch(texts, plans, max_len)
         self._check_sequence_lengths(records)
         # Longest first: similar lengths share a batch, and the largest batch runs first.
@@ -91,63 +94,9 @@ class ExtractionEngine:
         # Per task: the [P] embedding, then one embedding per field or label marker.
         markers = [[hidden[row, list(positions)] for positions in record.marker_positions] for row, record in enumerate(records)]
         outputs = [[TaskOutput() for _ in record.plan.tasks] for record in records]
-        self._count_and_score_spans(records, words, markers, outputs)
+        self.heads.score(records, words, markers, outputs)
         self._classify(records, markers, outputs)
-        return [decode_text(record, task_outputs) for record, task_outputs in zip(records, outputs)]
-
-    def _count_and_score_spans(
-        self,
-        records: List[EncodedText],
-        words: List[np.ndarray],
-        markers: List[List[np.ndarray]],
-        outputs: List[List[TaskOutput]],
-    ) -> None:
-        """Predict instance counts, build count-aware queries and score spans for span tasks."""
-        tasks_by_field_count: Dict[int, List[Tuple[int, int]]] = defaultdict(list)
-        for row, record in enumerate(records):
-            if not len(words[row]):
-                continue
-            for task_index, task in enumerate(record.plan.tasks):
-                if not task.is_classification and task.field_names:
-                    tasks_by_field_count[len(markers[row][task_index]) - 1].append((row, task_index))
-
-        queries: Dict[int, List[Tuple[int, np.ndarray]]] = defaultdict(list)
-        for tasks in tasks_by_field_count.values():
-            prompts = np.stack([markers[row][task_index][0] for row, task_index in tasks])
-            fields = np.stack([markers[row][task_index][1:] for row, task_index in tasks])
-            readable = np.array(
-                [records[row].plan.tasks[task_index].reads_instances or self.backend.max_count for row, task_index in tasks],
-                dtype=np.int64,
-            )
-            count_logits, count_queries = self.backend.count_and_queries(prompts, fields, readable)
-            for (row, task_index), logits, task_queries, limit in zip(tasks, count_logits, count_queries, readable):
-                count = int(np.argmax(logits))
-                outputs[row][task_index].count = count
-                if count > 0:
-                    queries[row].append((task_index, task_queries[: min(count, int(limit))]))
-        if not queries:
-            return
-
-        rows = sorted(queries)
-        hidden_size = words[rows[0]].shape[-1]
-        flat_queries = [np.concatenate([q.reshape(-1, hidden_size) for _, q in queries[row]]) for row in rows]
-        padded_words = np.zeros((len(rows), max(len(words[row]) for row in rows), hidden_size), dtype=np.float32)
-        padded_queries = np.zeros((len(rows), max(len(q) for q in flat_queries), hidden_size), dtype=np.float32)
-        for i, row in enumerate(rows):
-            padded_words[i, : len(words[row])] = words[row]
-            padded_queries[i, : len(flat_queries[i])] = flat_queries[i]
-        span_logits = self.backend.score_spans(padded_words, padded_queries)
-
-        for i, row in enumerate(rows):
-            word_count = len(words[row])
-            offset = 0
-            for task_index, task_queries in queries[row]:
-                instances, field_count = task_queries.shape[:2]
-                task_logits = span_logits[i, offset : offset + instances * field_count, :word_count]
-                outputs[row][task_index].span_logits = mask_spans_past_end(task_logits).reshape(
-                    instances, field_count, word_count, -1
-                )
-                offset += instances * field_count
+        return [self.heads.decode(record, task_outputs) for record, task_outputs in zip(records, outputs)]
 
     def _classify(self, records: List[EncodedText], markers: List[List[np.ndarray]], outputs: List[List[TaskOutput]]) -> None:
         """Classifier logits for every label marker of the batch, in one backend call."""
@@ -160,8 +109,19 @@ class ExtractionEngine:
         if not tasks:
             return
         label_markers = [markers[row][task_index][1:] for row, task_index in tasks]
-        logits = self.backend.classify(np.concatenate(label_markers))
+        # gliner2 divides by the temperature in float32; dividing by span models' 1.0 is exact.
+        temperature = np.float32(self.heads.classification_temperature)
+        logits = self.backend.classify(np.concatenate(label_markers)) / temperature
         offset = 0
         for (row, task_index), labels in zip(tasks, label_markers):
             outputs[row][task_index].class_logits = logits[offset : offset + len(labels)]
             offset += len(labels)
+
+
+def heads_for(backend: GLiNER2Backend) -> Union[SpanHeads, BoundaryHeads]:
+    """The extraction head of `backend`'s architecture."""
+    if backend.architecture == SpanHeads.architecture:
+        return SpanHeads(backend)  # type: ignore[arg-type]
+    if backend.architecture == BoundaryHeads.architecture:
+        return BoundaryHeads(backend)  # type: ignore[arg-type]
+    raise ValueError(f"Unknown GLiNER2 architecture {backend.architecture!r}; expected 'span' or 'boundary'.")

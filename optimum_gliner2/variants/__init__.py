@@ -34,13 +34,13 @@ from optimum_gliner2.variants.int8 import (
     quantize_gliner2,
 )
 from optimum_gliner2.variants.optimize import OPTIMIZATION_LEVELS, optimize_gliner2
-from optimum_gliner2.variants.registry import OPTIMUM_CLI_QUANTIZED_NAMES, import_variant
+from optimum_gliner2.variants.registry import optimum_cli_quantized_files, import_variant
 
 __all__ = [
     "DEFAULT_EMBEDDINGS",
     "EMBEDDING_STORAGES",
     "OPTIMIZATION_LEVELS",
-    "OPTIMUM_CLI_QUANTIZED_NAMES",
+    "optimum_cli_quantized_files",
     "QUANTIZATION_TARGETS",
     "add_variants",
     "convert_gliner2_to_fp16",

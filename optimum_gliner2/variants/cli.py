@@ -11,7 +11,7 @@ from optimum_gliner2.bundle.format import GLiNER2OnnxBundle
 from optimum_gliner2.variants.all_in_one import add_variants, export_all_variants
 from optimum_gliner2.variants.int8 import DEFAULT_EMBEDDINGS, EMBEDDING_STORAGES
 from optimum_gliner2.variants.optimize import OPTIMIZATION_LEVELS
-from optimum_gliner2.variants.registry import OPTIMUM_CLI_QUANTIZED_NAMES, import_variant
+from optimum_gliner2.variants.registry import optimum_cli_quantized_files, import_variant
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -44,7 +44,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     else:
         add_variants(args.folder, **variants)
     if args.import_optimum_cli:
-        files = {graph: args.import_optimum_cli / name for graph, name in OPTIMUM_CLI_QUANTIZED_NAMES.items()}
+        files = optimum_cli_quantized_files(args.folder, args.import_optimum_cli)
         import_variant(args.folder, "int8_optimum_cli", {g: p for g, p in files.items() if p.is_file()})
     precisions = GLiNER2OnnxBundle.load(args.folder).precisions
     print(f"{args.folder}: variants {', '.join(precisions)}")

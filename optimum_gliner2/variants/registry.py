@@ -18,7 +18,6 @@ from typing import Any, Dict, Iterable, Mapping, Optional
 
 from optimum_gliner2.bundle.format import (
     DEFAULT_PRECISION,
-    GRAPH_NAMES,
     GLiNER2OnnxBundle,
     external_data_files,
     read_metadata,
@@ -31,8 +30,12 @@ logger = logging.getLogger(__name__)
 
 #: Prefix of the staging folders inside an export; a killed run may leave one, which nothing references.
 STAGING_PREFIX = ".staging-"
-#: What `optimum-cli onnxruntime quantize --onnx_model OUT -o OUT_Q ...` names each graph in OUT_Q.
-OPTIMUM_CLI_QUANTIZED_NAMES = {graph: f"{graph}_quantized.onnx" for graph in GRAPH_NAMES}
+
+
+def optimum_cli_quantized_files(folder: Path, quantized_dir: Path) -> Dict[str, Path]:
+    """{graph: file} that `optimum-cli onnxruntime quantize --onnx_model folder -o quantized_dir` writes
+    for each graph of the export in `folder` (it names each `<graph>_quantized.onnx`)."""
+    return {graph: Path(quantized_dir) / f"{graph}_quantized.onnx" for graph in read_metadata(folder)["graphs"]}
 
 
 def prepare_folder(folder: os.PathLike | str, output_dir: Optional[os.PathLike | str]) -> Path:
@@ -56,7 +59,7 @@ def prepare_folder(folder: os.PathLike | str, output_dir: Optional[os.PathLike |
 def fp32_graph_paths(folder: Path) -> Dict[str, Path]:
     """{graph: path} of the exported (FP32) graphs of `folder`, the input of every variant."""
     graphs = read_metadata(folder)["variants"][DEFAULT_PRECISION]
-    return {graph: folder / graphs[graph] for graph in GRAPH_NAMES}
+    return {graph: folder / file for graph, file in graphs.items()}
 
 
 class VariantStaging:
@@ -117,7 +120,7 @@ def import_variant(
     Args:
         folder: A folder written by `optimum-cli export onnx`.
         variant: Name under which the variant is registered.
-        graph_files: Graph name (`"encoder"`, `"count_embed"`, `"classifier"`, `"span_scorer"`) -> ONNX file
+        graph_files: Graph name (one of the export's `graphs`, e.g. `"encoder"`) -> ONNX file
             (without external data).
         recipe: How the graphs were made, stored in the metadata for the record.
 
@@ -128,10 +131,11 @@ def import_variant(
         ValueError: If `graph_files` names a graph GLiNER2 exports do not have, or `variant` is `"fp32"`.
     """
     folder = prepare_folder(folder, None)
-    unknown = set(graph_files) - set(GRAPH_NAMES)
+    known = read_metadata(folder)["graphs"]
+    unknown = set(graph_files) - set(known)
     if unknown:
         # Checked before copying: an unknown graph's file would otherwise be moved into the folder.
-        raise ValueError(f"Unknown graph names {sorted(unknown)}; GLiNER2 exports have {GRAPH_NAMES}.")
+        raise ValueError(f"Unknown graph names {sorted(unknown)}; this export has {known}.")
     with VariantStaging(folder, variant) as staging:
         for graph, path in graph_files.items():
             shutil.copyfile(path, staging.path / staging.file_name(graph))

@@ -290,3 +290,86 @@ SCHEMA_BUILDERS: Dict[str, Callable[[Any], Any]] = {
     "validators": _validator_schema,
     "attributes": _attribute_schema,
 }
+
+
+# ---------------------------------------------------------------------------------------------
+# GLiNER2.5 (boundary) models: entities and classification
+# ---------------------------------------------------------------------------------------------
+
+
+def _entity_validator_schema(schema):
+    return schema.entities(
+        {
+            "email": {"validators": [RegexValidator(r"[^@\s]+@[^@\s]+\.\w+")]},
+            "url": {"validators": [RegexValidator(r"https?://|www\.", mode="partial")]},
+            "person": {"validators": [RegexValidator(r"\d", mode="partial", exclude=True)]},
+        }
+    )
+
+
+def _entities_and_classifications(schema):
+    return (
+        schema.entities({"person": "a human being", "company": {"threshold": 0.45}, "city": {"dtype": "str"}})
+        .classification("sentiment", ["positive", "negative", "neutral"])
+        .classification("topic", ["business", "sports", "science"], multi_label=True, cls_threshold=0.4)
+    )
+
+
+#: Texts of 2..40 words: a boundary model's pool is full past about 10 words (top-k boundaries and
+#: pool size), so these straddle the pool's limits; 1 word is ONE_WORD_TEXT.
+POOL_LIMIT_TEXTS = tuple(" ".join(LONG_TEXT.split()[:words]) for words in (2, 3, 5, 8, 12, 20, 33, 40))
+
+#: Span-model cases left out: tasks a boundary model refuses, and overlap cases whose threshold
+#: leaves boundary fixtures nothing to resolve (replaced below by boundary_overlap_*).
+_BOUNDARY_UNSUPPORTED = ("entities_attribute_groups", "entities_validators", "entities_overlap_")
+_BOUNDARY_SUPPORTED_PREFIXES = ("entities", "text_", "batch_", "classification", "long_entities", "long_classification")
+
+#: The cases a GLiNER2.5 model answers today (entities and classification), with gliner2's answers.
+BOUNDARY_CASES = (
+    *(
+        case for case in CASES
+        if case.name.startswith(_BOUNDARY_SUPPORTED_PREFIXES) and not case.name.startswith(_BOUNDARY_UNSUPPORTED)
+    ),
+    *(
+        Case(f"boundary_overlap_{policy}", "batch_extract_entities", SENTENCES[:3], ENTITY_LABELS,
+             {"threshold": 0.4, "include_confidence": True, "include_spans": True, "overlap_policy": policy})
+        for policy in ("allow", "nested", "flat", "longest", "no_overlap")
+    ),
+    Case("entities_entity_validators", "batch_extract", (SENTENCES[4], URL_TEXT, SENTENCES[1]), _entity_validator_schema,
+         {"threshold": 0.4, "include_confidence": True}),
+    Case("entities_default_overlap_low_threshold", "batch_extract_entities", SENTENCES[:3], ENTITY_LABELS,
+         {"threshold": 0.3, "include_confidence": True, "include_spans": True}),
+    Case("entities_many_labels_batch", "batch_extract_entities", SENTENCES[8:12], MANY_LABELS,
+         {"include_confidence": True, "batch_size": 2}),
+    *(
+        Case(f"text_{len(text.split())}_words", "extract_entities", text, ENTITY_LABELS,
+             {"include_confidence": True, "include_spans": True, "threshold": 0.4})
+        for text in POOL_LIMIT_TEXTS
+    ),
+    Case("batch_pool_limits", "batch_extract_entities", (ONE_WORD_TEXT, *POOL_LIMIT_TEXTS, LONG_TEXT), ENTITY_LABELS,
+         {"batch_size": 4, "include_confidence": True}),
+    Case("schema_entities_classifications", "batch_extract", SENTENCES[:5], _entities_and_classifications,
+         {"include_confidence": True, "batch_size": 2}),
+    Case("schema_entities_classifications_spans", "extract", SENTENCES[6], _entities_and_classifications,
+         {"include_spans": True}),
+    Case("schema_entities_classifications_raw", "batch_extract", SENTENCES[1:3], _entities_and_classifications,
+         {"format_results": False, "include_confidence": True}),
+    Case("dict_schema_entities_classifications", "batch_extract", SENTENCES[9:12],
+         {"entities": ["person", "location", "organization"], "entity_descriptions": {"person": "a human"},
+          "classifications": [{"task": "sentiment", "labels": ["positive", "negative"], "multi_label": False}]},
+         {"include_confidence": True}),
+    Case("long_entities_default_overlap", "extract_entities_long", LONG_TEXT, ENTITY_LABELS,
+         {"chunk_size": 48, "chunk_overlap": 16, "include_confidence": True, "include_spans": True}),
+    Case("long_schema_batch", "batch_extract_long", (MEDIUM_TEXT, SENTENCES[2]), _entities_and_classifications,
+         {"chunk_size": 64, "chunk_overlap": 16, "include_confidence": True}),
+)  # fmt: skip
+
+assert len({case.name for case in BOUNDARY_CASES}) == len(BOUNDARY_CASES), "case names must be unique"
+
+#: One call of each kind a GLiNER2.5 model refuses until it decodes them: (method, target).
+BOUNDARY_REFUSED_CALLS = (
+    ("extract_relations", RELATION_LABELS),
+    ("extract_json", PRODUCT_STRUCTURE),
+    ("extract", _attribute_schema),
+    ("extract", _mixed_schema),
+)

@@ -1,19 +1,20 @@
-"""A test-only `GLiNER2Backend` that runs gliner2's own PyTorch modules.
+"""Test-only backends that run gliner2's own PyTorch modules.
 
-With it, `GLiNER2Pipeline` differs from gliner2's `GLiNER2` only in the host code (preprocessing,
-batching, decoding), so parity tests check the port apart from any ONNX graph.
+With them, `GLiNER2Pipeline` differs from gliner2 only in the host code (preprocessing, batching,
+decoding), so parity tests check the port apart from any ONNX graph. `TorchBackend` serves span
+models (gliner2's `GLiNER2`), `TorchBoundaryBackend` GLiNER2.5 models (gliner2's `BoundaryExtractor`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Tuple
+from typing import Any, Dict, Tuple
 
 import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from optimum_gliner2.runtime import GLiNER2Pipeline
+from optimum_gliner2.runtime import CandidateScores, GLiNER2Pipeline
 
 
 class TorchBackend:
@@ -22,6 +23,8 @@ class TorchBackend:
     Args:
         model: A gliner2 `GLiNER2` (span architecture) in eval mode.
     """
+
+    architecture = "span"
 
     def __init__(self, model):
         self.model = model
@@ -64,8 +67,63 @@ class TorchBackend:
         return logits.numpy()
 
 
+def boundary_head_settings(model) -> Dict[str, Any]:
+    """The decoding settings of a gliner2 boundary model, keyed as the bundle metadata keys them."""
+    settings = model.boundary_settings
+    return {
+        "pair_temperature": float(settings.pair_temperature),
+        "classification_temperature": float(settings.classification_temperature),
+        "abstention_threshold": float(settings.abstention_threshold),
+        "overlap_policy": settings.overlap_policy,
+        "adaptive_threshold": bool(settings.adaptive_threshold),
+        "pool_size": int(settings.pool_size),
+        "min_words": 1,
+    }
+
+
+class TorchBoundaryBackend:
+    """The numeric stages of a GLiNER2.5 model computed by gliner2's `BoundaryExtractor`.
+
+    Args:
+        model: A gliner2 boundary model (from `gliner2.auto.AutoExtractor`) in eval mode.
+    """
+
+    architecture = "boundary"
+
+    def __init__(self, model):
+        self.model = model
+        self.hidden_size = model.hidden_size
+        self.boundary_head = boundary_head_settings(model)
+
+    encode = TorchBackend.encode
+    classify = TorchBackend.classify
+    _tensor = staticmethod(TorchBackend._tensor)
+
+    def score_candidates(self, text_states, text_mask, query_states, query_mask) -> CandidateScores:
+        with torch.inference_mode():
+            out = self.model.boundary_head(
+                self._tensor(text_states),
+                self._tensor(text_mask).bool(),
+                self._tensor(query_states),
+                self._tensor(query_mask).bool(),
+                return_candidates=True,
+            )
+        candidates = out.candidates
+        batch, queries = query_mask.shape
+        zeros = np.zeros((batch, queries), dtype=np.float32)
+        return CandidateScores(
+            # The pool is shared: every query sees the same candidates.
+            candidates=candidates.indices[:, 0].numpy() if queries else np.zeros((batch, 0, 2), np.int64),
+            candidate_mask=candidates.valid_mask[:, 0].numpy() if queries else np.zeros((batch, 0), bool),
+            pair_logits=candidates.pair_logits.float().numpy(),
+            null_logits=np.full_like(zeros, -1.0e4) if out.null_logits is None else out.null_logits.float().numpy(),
+            count_log_rates=zeros if out.count_log_rates is None else out.count_log_rates.float().numpy(),
+        )
+
+
 def torch_pipeline(model, checkpoint_dir, **kwargs) -> GLiNER2Pipeline:
-    """`GLiNER2Pipeline` on `TorchBackend(model)` with the checkpoint's tokenizer.json."""
+    """`GLiNER2Pipeline` on gliner2's own modules (span or boundary) with the checkpoint's tokenizer.json."""
     tokenizer = Tokenizer.from_file(str(Path(checkpoint_dir) / "tokenizer.json"))
     kwargs.setdefault("token_pooling", model.config.token_pooling)
-    return GLiNER2Pipeline(TorchBackend(model), tokenizer, **kwargs)
+    backend = TorchBoundaryBackend(model) if getattr(model, "architecture", "span") == "boundary" else TorchBackend(model)
+    return GLiNER2Pipeline(backend, tokenizer, **kwargs)

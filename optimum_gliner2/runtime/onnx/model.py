@@ -10,7 +10,7 @@ from tokenizers import Tokenizer
 from optimum_gliner2.bundle.format import GLiNER2OnnxBundle
 from optimum_gliner2.errors import GLiNER2LoadError
 from optimum_gliner2.runtime.api import GLiNER2Pipeline
-from optimum_gliner2.runtime.onnx.sessions import OnnxBackend, ProviderSpec
+from optimum_gliner2.runtime.onnx.sessions import OnnxBackend, ProviderSpec, onnx_backend
 
 
 def load_tokenizer(bundle: GLiNER2OnnxBundle) -> Tokenizer:
@@ -63,7 +63,7 @@ class GLiNER2ONNXRuntime(GLiNER2Pipeline):
             precision: The variant to run (`"fp32"` by default; `"int8"`, `"fp16"`, ... where exported).
             providers: ONNX Runtime execution providers, e.g. `["CUDAExecutionProvider"]`.
             session_options: An `onnxruntime.SessionOptions` for every session. Intra-op spinning is turned
-                off unless it sets `session.intra_op.allow_spinning` (four sessions share the cores).
+                off unless it sets `session.intra_op.allow_spinning` (the sessions share the cores).
             provider_options: Options for each provider.
 
         Raises:
@@ -71,7 +71,7 @@ class GLiNER2ONNXRuntime(GLiNER2Pipeline):
         """
         bundle = GLiNER2OnnxBundle.load(model_dir, precision=precision)
         tokenizer = load_tokenizer(bundle)
-        backend = OnnxBackend(bundle, providers=providers, session_options=session_options, provider_options=provider_options)
+        backend = onnx_backend(bundle, providers=providers, session_options=session_options, provider_options=provider_options)
         return cls(bundle, backend, tokenizer)
 
     @property

@@ -1,4 +1,4 @@
-"""ONNX Runtime sessions of an exported folder, behind the GLiNER2Backend interface."""
+"""ONNX Runtime sessions of an exported folder, behind the backend interfaces of runtime/backend.py."""
 
 from __future__ import annotations
 
@@ -7,31 +7,51 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 import onnxruntime as ort
 
-from optimum_gliner2.bundle.format import GRAPH_NAMES, GLiNER2OnnxBundle
+from optimum_gliner2.bundle.format import BOUNDARY, SPAN, GLiNER2OnnxBundle
 from optimum_gliner2.errors import GLiNER2LoadError
+from optimum_gliner2.runtime.backend import CandidateScores
 
 ProviderSpec = Union[str, Tuple[str, Dict[str, Any]]]
 
 #: Each graph's inputs and outputs: name -> (rank, what its last dimension must equal). Checked at
 #: load so that a bundle whose graphs do not match its metadata fails there, not with a wrong answer.
 HIDDEN, MAX_COUNT, MAX_WIDTH, DYNAMIC = "hidden_size", "max_count", "max_width", None
-GRAPH_SIGNATURES = {
+SHARED_GRAPH_SIGNATURES = {
     "encoder": ({"input_ids": (2, DYNAMIC), "attention_mask": (2, DYNAMIC)}, {"last_hidden_state": (3, HIDDEN)}),
+    "classifier": ({"label_embeddings": (2, HIDDEN)}, {"logits": (1, DYNAMIC)}),
+}
+SPAN_GRAPH_SIGNATURES = {
+    **SHARED_GRAPH_SIGNATURES,
     "count_embed": (
         {"prompt_embeddings": (2, HIDDEN), "field_embeddings": (3, HIDDEN), "max_instances": (1, DYNAMIC)},
         {"count_logits": (2, MAX_COUNT), "queries": (4, HIDDEN)},
     ),
-    "classifier": ({"label_embeddings": (2, HIDDEN)}, {"logits": (1, DYNAMIC)}),
     "span_scorer": ({"word_embeddings": (3, HIDDEN), "queries": (3, HIDDEN)}, {"span_logits": (4, MAX_WIDTH)}),
+}
+BOUNDARY_GRAPH_SIGNATURES = {
+    **SHARED_GRAPH_SIGNATURES,
+    "boundary_head": (
+        {"text_states": (3, HIDDEN), "text_mask": (2, DYNAMIC), "query_states": (3, HIDDEN), "query_mask": (2, DYNAMIC)},
+        {
+            "candidates": (3, DYNAMIC),
+            "candidate_mask": (2, DYNAMIC),
+            "pair_logits": (3, DYNAMIC),
+            "null_logits": (2, DYNAMIC),
+            "count_log_rates": (2, DYNAMIC),
+        },
+    ),
 }
 
 
 class OnnxBackend:
-    """Runs the four GLiNER2 graphs with ONNX Runtime.
+    """Runs an exported folder's graphs with ONNX Runtime; a subclass per architecture adds its head.
 
     Sessions are created once and are safe to call from several threads at the same time
     (ONNX Runtime's `InferenceSession.run` is thread-safe); nothing else here is mutable.
     """
+
+    architecture: str
+    graph_signatures: Mapping[str, Any]
 
     def __init__(
         self,
@@ -41,13 +61,11 @@ class OnnxBackend:
         provider_options: Optional[Sequence[Dict[str, Any]]] = None,
     ):
         self.bundle = bundle
-        self.max_width = bundle.max_width
-        self.max_count = bundle.max_count
         self.hidden_size = bundle.hidden_size
         self.providers = list(providers or ["CPUExecutionProvider"])
         self.sessions: Dict[str, ort.InferenceSession] = {}
         session_options = _without_spinning_by_default(session_options)
-        for graph in GRAPH_NAMES:
+        for graph in bundle.graph_names:
             path = bundle.graph_files[graph]
             try:
                 self.sessions[graph] = ort.InferenceSession(
@@ -56,11 +74,11 @@ class OnnxBackend:
             except Exception as error:  # ORT raises its own exception types for corrupt files
                 raise GLiNER2LoadError(f"ONNX Runtime cannot load {path}: {error}") from error
         self._check_signatures()
-        self._float_type = {graph: self._input_element_type(graph) for graph in GRAPH_NAMES}
+        self._float_type = {graph: self._input_element_type(graph) for graph in bundle.graph_names}
 
     def _check_signatures(self) -> None:
-        expected_sizes = {HIDDEN: self.hidden_size, MAX_COUNT: self.max_count, MAX_WIDTH: self.max_width}
-        for graph, (inputs, outputs) in GRAPH_SIGNATURES.items():
+        expected_sizes = {HIDDEN: self.hidden_size, MAX_COUNT: self.bundle.max_count, MAX_WIDTH: self.bundle.max_width}
+        for graph, (inputs, outputs) in self.graph_signatures.items():
             session = self.sessions[graph]
             for kind, expected, actual in (("inputs", inputs, session.get_inputs()), ("outputs", outputs, session.get_outputs())):
                 found = {arg.name: arg.shape for arg in actual}
@@ -89,10 +107,28 @@ class OnnxBackend:
     def _run(self, graph: str, feeds: Mapping[str, np.ndarray]) -> list:
         dtype = self._float_type[graph]
         feeds = {name: value.astype(dtype, copy=False) if value.dtype.kind == "f" else value for name, value in feeds.items()}
-        return [np.asarray(out, dtype=np.float32) for out in self.sessions[graph].run(None, feeds)]
+        return [
+            np.asarray(out, dtype=np.float32) if out.dtype.kind == "f" else out
+            for out in self.sessions[graph].run(None, feeds)
+        ]
 
     def encode(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         return self._run("encoder", {"input_ids": input_ids, "attention_mask": attention_mask})[0]
+
+    def classify(self, label_embeddings: np.ndarray) -> np.ndarray:
+        return self._run("classifier", {"label_embeddings": label_embeddings})[0]
+
+
+class OnnxSpanBackend(OnnxBackend):
+    """The graphs of a span model: encoder, count_embed, classifier, span_scorer."""
+
+    architecture = SPAN
+    graph_signatures = SPAN_GRAPH_SIGNATURES
+
+    def __init__(self, bundle: GLiNER2OnnxBundle, **session_arguments: Any):
+        super().__init__(bundle, **session_arguments)
+        self.max_width = bundle.max_width
+        self.max_count = bundle.max_count
 
     def count_and_queries(self, prompt_embeddings: np.ndarray, field_embeddings: np.ndarray, max_instances: np.ndarray):
         count_logits, queries = self._run(
@@ -101,11 +137,44 @@ class OnnxBackend:
         )
         return count_logits, queries
 
-    def classify(self, label_embeddings: np.ndarray) -> np.ndarray:
-        return self._run("classifier", {"label_embeddings": label_embeddings})[0]
-
     def score_spans(self, word_embeddings: np.ndarray, queries: np.ndarray) -> np.ndarray:
         return self._run("span_scorer", {"word_embeddings": word_embeddings, "queries": queries})[0]
+
+
+class OnnxBoundaryBackend(OnnxBackend):
+    """The graphs of a GLiNER2.5 model: encoder, boundary_head, classifier."""
+
+    architecture = BOUNDARY
+    graph_signatures = BOUNDARY_GRAPH_SIGNATURES
+
+    def __init__(self, bundle: GLiNER2OnnxBundle, **session_arguments: Any):
+        super().__init__(bundle, **session_arguments)
+        self.boundary_head = bundle.boundary_head
+
+    def score_candidates(
+        self, text_states: np.ndarray, text_mask: np.ndarray, query_states: np.ndarray, query_mask: np.ndarray
+    ) -> CandidateScores:
+        outputs = dict(
+            zip(
+                [arg.name for arg in self.sessions["boundary_head"].get_outputs()],
+                self._run(
+                    "boundary_head",
+                    {"text_states": text_states, "text_mask": text_mask, "query_states": query_states, "query_mask": query_mask},
+                ),
+            )
+        )
+        return CandidateScores(**{name: outputs[name] for name in CandidateScores._fields})
+
+
+def onnx_backend(bundle: GLiNER2OnnxBundle, **session_arguments: Any) -> OnnxBackend:
+    """The ONNX backend of `bundle`'s architecture.
+
+    Args:
+        bundle: A loaded bundle.
+        session_arguments: `providers`, `session_options`, `provider_options` for every session.
+    """
+    backend_class = OnnxBoundaryBackend if bundle.architecture == BOUNDARY else OnnxSpanBackend
+    return backend_class(bundle, **session_arguments)
 
 
 ALLOW_SPINNING = "session.intra_op.allow_spinning"

@@ -1,0 +1,173 @@
+"""GLiNER2.5 (boundary) on ONNX Runtime vs gliner2 PyTorch, and span vs 2.5, in one run (issue 13).
+
+    python -m benchmarks.boundary            # full-size replicas (mDeBERTa-v3-base dims), ~20-30 min on 2 cores
+    python -m benchmarks.boundary --quick    # tiny fixtures: checks the script end to end (< 3 min)
+
+(from the repository root). Both models are built offline with tests/support/checkpoint_factory.py
+(`full`: gliner2-multi-v1 dims; `boundary_full`: gliner2.5-multi-v1 dims with the published head),
+exported with `optimum-cli export onnx` and given an INT8 variant (`optimum_gliner2.variants`), all
+cached in benchmarks/.cache/. Then, in this one process, six implementations run interleaved
+(order rotated every repetition) on the same inputs and the same entity labels: PyTorch, ORT FP32
+and ORT INT8, for each architecture. Ratios are taken within this run only; the CPU flags are
+recorded with them in benchmarks/results/boundary.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from benchmarks import models, report  # noqa: E402
+from benchmarks.base import BENCH_DIR, THREADS, ImplSpec, Prepared, log, ort_session_options  # noqa: E402
+from benchmarks.measure import measure_interleaved, summarize  # noqa: E402
+from benchmarks.models import GLiNER2APIImplementation  # noqa: E402
+from benchmarks.workloads import Workload, build_workloads  # noqa: E402
+
+ARCHITECTURES = ("span", "boundary")
+#: Workloads both architectures answer (the mixed schema has relations, which 2.5 does not decode yet).
+MEASURED = (("throughput", "short"), ("throughput", "medium"), ("latency", "short"), ("long", "long"))
+
+
+def parse_args(argv: List[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny fixtures and few repetitions")
+    parser.add_argument("--repeats", type=int, default=None, help="interleaved repetitions (default 5, --quick 2)")
+    parser.add_argument("--batch-texts", type=int, default=32, help="texts per batch_extract call (default 32)")
+    parser.add_argument("--batch-size", type=int, default=8, help="batch_size of batch_extract and *_long (default 8)")
+    parser.add_argument("--latency-texts", type=int, default=None, help="texts of the single-text workload (default 8, --quick 2)")
+    parser.add_argument("--long-words", type=int, default=None, help="words of the long document (default 3000, --quick 500)")
+    parser.add_argument("--tokenizer", choices=("benchmark", "factory"), default="benchmark")
+    parser.add_argument("--skip-export", action="store_true", help="reuse cached exports and variants")
+    parser.add_argument("--output-dir", type=Path, default=None, help="default benchmarks/results (--quick: benchmarks/.cache/quick-results)")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    args.repeats = args.repeats or (2 if quick else 5)
+    args.latency_texts = args.latency_texts or (2 if quick else 8)
+    args.long_words = args.long_words or (500 if quick else 3000)
+    args.output_dir = args.output_dir or (BENCH_DIR / ".cache" / "quick-results" if quick else BENCH_DIR / "results")
+    if quick and args.batch_texts == 32:
+        args.batch_texts = 8
+    args.model_variants = {"span": "deberta_lstm", "boundary": "boundary"} if quick else {"span": "full", "boundary": "boundary_full"}
+    return args
+
+
+def prepare(args: argparse.Namespace) -> Dict[str, Prepared]:
+    """Build, export and quantize both models (cached); only the INT8 step of the variant tool runs."""
+    models.VARIANT_STEPS = tuple(step for step in models.VARIANT_STEPS if step[0] == "quantize_int8")
+    return {
+        architecture: models.prepare(args.model_variants[architecture], args.tokenizer, args.skip_export)
+        for architecture in ARCHITECTURES
+    }
+
+
+def load(architecture: str, kind: str, precision: str, prepared: Prepared) -> GLiNER2APIImplementation:
+    """One implementation: gliner2 PyTorch (`kind="pytorch"`) or ORTModelForGLiNER2 at `precision`."""
+    key = f"{architecture}-{'pytorch' if kind == 'pytorch' else 'ort-' + precision}"
+    label = f"{architecture} " + ("PyTorch" if kind == "pytorch" else f"ORT {precision.upper()}")
+    spec = ImplSpec(key, label, kind, precision, category=precision if kind != "pytorch" else "pytorch")
+    start = time.perf_counter()
+    if kind == "pytorch":
+        import torch
+        from gliner2.auto import AutoExtractor
+
+        torch.set_num_threads(THREADS)
+        model = AutoExtractor.from_pretrained(str(prepared.checkpoint))
+        model.eval()
+    else:
+        from optimum_gliner2 import ORTModelForGLiNER2
+
+        model = ORTModelForGLiNER2.from_pretrained(prepared.onnx_dir, precision=precision, session_options=ort_session_options())
+    return GLiNER2APIImplementation(spec, model, time.perf_counter() - start)
+
+
+def main(argv: List[str] | None = None) -> None:
+    args = parse_args(argv)
+    machine = report.machine_description()
+    log(f"CPU: {machine['cpu_model']}, features {', '.join(machine['cpu_features'])}, {machine['usable_cpus']} CPUs")
+    prepared = prepare(args)
+    impls = []
+    for architecture in ARCHITECTURES:
+        precisions = prepared[architecture].variants()
+        int8 = next((name for name in precisions if models.variant_category(name) == "int8"), None)
+        impls.append(load(architecture, "pytorch", "fp32", prepared[architecture]))
+        impls.append(load(architecture, "ort", "fp32", prepared[architecture]))
+        if int8:
+            impls.append(load(architecture, "ort", int8, prepared[architecture]))
+        else:
+            log(f"{architecture}: no INT8 variant was made; INT8 not measured")
+
+    workloads = build_workloads(args.batch_texts, args.latency_texts, args.long_words)
+    results: Dict[str, Any] = {}
+    for kind, name in MEASURED:
+        workload: Workload = workloads[kind][name]
+        repeats = max(1, args.repeats // 2) if kind == "long" else args.repeats
+        samples, _ = measure_interleaved(impls, kind, workload, repeats, args.batch_size, reference_key=None)
+        results[f"{kind}/{name}"] = {
+            "description": workload.description,
+            "median_s": {key: summarize(values)["median_s"] for key, values in samples.items()},
+        }
+    write_report(args, machine, impls, results)
+
+
+def _ratio(medians: Dict[str, float], slower: str, faster: str) -> str:
+    if slower not in medians or faster not in medians:
+        return "-"
+    return f"{medians[slower] / medians[faster]:.2f}x"
+
+
+def write_report(args: argparse.Namespace, machine: Dict[str, Any], impls: List[Any], results: Dict[str, Any]) -> None:
+    """benchmarks/results/boundary.{json,md}: medians and the ratios that answer the issue."""
+    keys = [impl.spec.key for impl in impls]
+    int8 = {arch: next((k for k in keys if k.startswith(f"{arch}-ort-") and k != f"{arch}-ort-fp32"), "") for arch in ARCHITECTURES}
+    lines = [
+        "# GLiNER2.5 (boundary) vs span, ONNX Runtime vs gliner2 PyTorch",
+        "",
+        f"`python -m benchmarks.boundary{' --quick' if args.quick else ''}`; models: span = `{args.model_variants['span']}`, "
+        f"2.5 = `{args.model_variants['boundary']}` (tests/support/checkpoint_factory.py), {THREADS} threads each.",
+        "",
+        f"Machine: {report.machine_line(machine)}",
+        "",
+        "Median seconds per call:",
+        "",
+        "| workload | " + " | ".join(impl.spec.label for impl in impls) + " |",
+        "|---|" + "---|" * len(impls),
+    ]
+    for workload, entry in results.items():
+        medians = entry["median_s"]
+        lines.append(f"| {workload} ({entry['description']}) | " + " | ".join(f"{medians[k]:.4f}" for k in keys) + " |")
+    lines += [
+        "",
+        "Ratios (PyTorch time / ORT time, so > 1 means ORT is faster; last two columns: span time / 2.5 time):",
+        "",
+        "| workload | 2.5 ORT FP32 vs PyTorch | 2.5 ORT INT8 vs PyTorch | span ORT FP32 vs PyTorch | span ORT INT8 vs PyTorch | PyTorch span/2.5 | ORT FP32 span/2.5 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for workload, entry in results.items():
+        medians = entry["median_s"]
+        lines.append(
+            f"| {workload} | {_ratio(medians, 'boundary-pytorch', 'boundary-ort-fp32')} | "
+            f"{_ratio(medians, 'boundary-pytorch', int8['boundary'])} | {_ratio(medians, 'span-pytorch', 'span-ort-fp32')} | "
+            f"{_ratio(medians, 'span-pytorch', int8['span'])} | {_ratio(medians, 'span-pytorch', 'boundary-pytorch')} | "
+            f"{_ratio(medians, 'span-ort-fp32', 'boundary-ort-fp32')} |"
+        )
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    (args.output_dir / "boundary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (args.output_dir / "boundary.json").write_text(
+        json.dumps({"machine": machine, "implementations": keys, "results": results, "load_seconds": {
+            impl.spec.key: impl.load_seconds for impl in impls}}, indent=2),
+        encoding="utf-8",
+    )
+    print("\n".join(lines))
+    log(f"wrote {args.output_dir / 'boundary.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,381 @@
+"""Export-time rewrites of gliner2's boundary head (GLiNER2.5): each patches on entry, restores on exit.
+
+None of them changes a number PyTorch computes. Each replaces a construct that the TorchScript
+exporter bakes to the example's shapes, or that ONNX Runtime cannot run:
+
+- `boundary_shifts_without_writes`: `shift_left_with_bos` / `shift_right_with_eos` fill an
+  `empty()` tensor through slice and index writes, which the exporter records as mutations of
+  fixed-size buffers; the rewrite builds the same tensors with `cat` and `where`.
+- `boundary_attention_without_eye`: BoundaryAttentionBlock unpacks its fused q/k/v tensor by
+  iterating over it (a TracerWarning) and builds its diagonal with a bool `torch.eye`, which has no
+  ONNX Runtime kernel; the rewrite uses `unbind` and an arange equality.
+- `shape_independent_candidate_pool`: DocumentCandidatePool takes `min(top_k, boundaries)` starts
+  and ends, `min(quota, pairs)` per query, and pads the pool to `pool_size` only when short, all
+  decided in Python from the example's shapes. The rewrite pads the score vectors instead (with
+  masked entries that sort last), so every top-k has a fixed k and every text length, down to one
+  word, runs the same graph. It also sorts with ONNX TopK while exporting (see `stable_order`).
+- `shared_pool_scorer_with_fixed_scale`: SharedPoolScorer divides by the square root of a traced
+  width (a TracerWarning); the rewrite reads the width from the module.
+
+Why padding keeps the pool exact: gliner2's pool is, in the end, the set of valid (start, end)
+keys, each with the best priority among its occurrences, ordered by (priority descending, key
+ascending) and cut at `pool_size`; masked entries never enter it. Extra masked entries change
+neither that set nor that order, and stable sorts keep the real entries in their relative order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import torch
+from gliner2.models.boundary import encoding as boundary_encoding
+from gliner2.models.boundary.constants import MASK_LOGIT
+from gliner2.models.boundary.encoding import BoundaryAttentionBlock
+from gliner2.models.boundary.indexing import gather_rows
+from gliner2.models.boundary.pool import DocumentCandidatePool, PooledCandidates, SharedPoolScorer
+from torch.nn import functional as F
+
+from optimum_gliner2.exporters.model_patcher import patched_attribute
+
+#: gliner2 gives a quota entry this priority plus (quota - rank): above every real pair score.
+_QUOTA_PRIORITY_BASE = -MASK_LOGIT * 0.5
+
+
+def stable_order(values: torch.Tensor, descending: bool, keep: Optional[int] = None) -> torch.Tensor:
+    """Indices that sort `values` along the last axis, ties in index order; the first `keep` only.
+
+    Eagerly this is `torch.argsort(stable=True)`, gliner2's own sort. While exporting it is ONNX
+    TopK, which breaks ties by the lower index as well (the ONNX specification requires it, and
+    ONNX Runtime's CPU kernel was checked against stable argsort on heavily tied inputs). The
+    exporter has no symbolic for the stable sort overload.
+    """
+    if torch.onnx.is_in_onnx_export():
+        count = values.shape[-1] if keep is None else keep
+        return torch.topk(values, count, dim=-1, largest=descending, sorted=True).indices
+    order = torch.argsort(values, dim=-1, descending=descending, stable=True)
+    return order if keep is None else order[..., :keep]
+
+
+# ---------------------------------------------------------------------------------------------
+# Boundary encoder
+# ---------------------------------------------------------------------------------------------
+
+
+def _left_states_with_bos(text_states: torch.Tensor, bos_state: torch.Tensor) -> torch.Tensor:
+    """[B, L+1, H]: the BOS state, then each word (the word left of each boundary)."""
+    bos = bos_state.to(text_states.dtype).expand(text_states.shape[0], 1, -1)
+    return torch.cat((bos, text_states), dim=1)
+
+
+def _right_states_with_eos(
+    text_states: torch.Tensor, text_lengths: torch.Tensor, eos_state: torch.Tensor
+) -> torch.Tensor:
+    """[B, L+1, H]: each word (the word right of each boundary), with EOS at boundary L and at
+    each row's own last boundary min(length, L)."""
+    eos = eos_state.to(text_states.dtype)
+    padded_length = text_states.shape[1]
+    with_eos_last = torch.cat((text_states, eos.expand(text_states.shape[0], 1, -1)), dim=1)
+    boundaries = torch.arange(padded_length + 1, device=text_states.device)
+    row_end = text_lengths.clamp(max=padded_length).unsqueeze(1)
+    return torch.where((boundaries.unsqueeze(0) == row_end).unsqueeze(-1), eos, with_eos_last)
+
+
+def boundary_shifts_without_writes() -> contextlib.AbstractContextManager:
+    """Patch gliner2's boundary shift helpers with write-free equivalents (see the module docstring)."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(patched_attribute(boundary_encoding, "shift_left_with_bos", _left_states_with_bos))
+    stack.enter_context(patched_attribute(boundary_encoding, "shift_right_with_eos", _right_states_with_eos))
+    return stack
+
+
+def _boundary_attention_forward(
+    self: BoundaryAttentionBlock, states: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """BoundaryAttentionBlock.forward (eval) without tensor iteration and without a bool eye."""
+    batch, boundaries = states.shape[0], states.shape[1]
+    fused = self.qkv_projection(self.norm(states)).reshape(batch, boundaries, 3, self.num_heads, self.head_dim)
+    query, key, value = fused.permute(2, 0, 3, 1, 4).unbind(0)
+    positions = torch.arange(boundaries, device=states.device)
+    allowed = mask[:, None, None, :]
+    if self.window > 0:
+        distance = (positions.unsqueeze(1) - positions.unsqueeze(0)).abs()
+        allowed = allowed & (distance <= self.window)
+    # Every row may attend to itself, so padded rows keep one legal key (no NaN).
+    allowed = allowed | (positions.unsqueeze(1) == positions.unsqueeze(0))
+    attended = F.scaled_dot_product_attention(query, key, value, attn_mask=allowed)
+    attended = attended.transpose(1, 2).reshape(batch, boundaries, -1)
+    return (states + self.output_projection(attended)) * mask.unsqueeze(-1).to(states.dtype)
+
+
+def boundary_attention_without_eye() -> contextlib.AbstractContextManager:
+    """Patch BoundaryAttentionBlock.forward with an eye-free, iteration-free equivalent (eval mode)."""
+    return patched_attribute(BoundaryAttentionBlock, "forward", _boundary_attention_forward)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared candidate pool
+# ---------------------------------------------------------------------------------------------
+
+
+def _pad_last_axis(values: torch.Tensor, extra: int, fill: float) -> torch.Tensor:
+    """`values` with `extra` entries of `fill` appended (masks are padded with False)."""
+    # The tracer has no schema for new_full/full_like with a bool fill, hence zeros_like for masks.
+    first = values[..., :1]
+    padding = torch.zeros_like(first) if values.dtype == torch.bool else torch.full_like(first, fill)
+    return torch.cat((values, padding.expand(*([-1] * (values.dim() - 1)), extra)), dim=-1)
+
+
+def _top_boundaries(scores: torch.Tensor, valid: torch.Tensor, count: int):
+    """The `count` best valid boundaries per row, best first: (indices, valid), invalid ones at 0.
+
+    gliner2 takes min(count, boundaries); padding with `count` masked entries gives exactly
+    `count` picks, the padded ones invalid and after every real one."""
+    masked = _pad_last_axis(scores.masked_fill(~valid, MASK_LOGIT), count, MASK_LOGIT)
+    padded_valid = _pad_last_axis(valid, count, 0.0)
+    picked = stable_order(masked, descending=True, keep=count)
+    picked_valid = padded_valid.gather(-1, picked)
+    return torch.where(picked_valid, picked, torch.zeros_like(picked)), picked_valid
+
+
+def _best_distinct_keys(keys: torch.Tensor, priorities: torch.Tensor, valid: torch.Tensor, capacity: int, key_space):
+    """gliner2's pool deduplication: each valid key once, with its best priority, the pool ordered
+    by (priority descending, key ascending) and cut or padded to `capacity` entries.
+
+    The caller guarantees at least `capacity` entries, so no shape-dependent padding is needed."""
+    keys = torch.where(valid, keys, key_space)
+    priorities = torch.where(valid, priorities, torch.full_like(priorities, MASK_LOGIT))
+    by_priority = stable_order(priorities, descending=True)
+    keys, priorities, valid = keys.gather(-1, by_priority), priorities.gather(-1, by_priority), valid.gather(-1, by_priority)
+    by_key = stable_order(keys, descending=False)
+    keys, priorities, valid = keys.gather(-1, by_key), priorities.gather(-1, by_key), valid.gather(-1, by_key)
+    # Within a run of equal keys the best priority now comes first: keep that occurrence only.
+    starts_run = torch.cat((torch.ones_like(valid[..., :1]), keys[..., 1:] != keys[..., :-1]), dim=-1)
+    kept = valid & starts_run
+    chosen = stable_order(torch.where(kept, priorities, torch.full_like(priorities, MASK_LOGIT)), True, keep=capacity)
+    return keys.gather(-1, chosen), kept.gather(-1, chosen)
+
+
+def _reserved_pairs(start_logits, end_logits, query_mask, pair_start, pair_end, pair_valid, compat, quota, boundaries):
+    """Each query's `quota` best pairs by its own start + end + compat: (keys, priorities, valid),
+    flattened query-major, with gliner2's priority band (above every real pair score) by rank."""
+    queries = query_mask.shape[1]
+    query_starts = pair_start.unsqueeze(1).expand(-1, queries, -1)
+    query_ends = pair_end.unsqueeze(1).expand(-1, queries, -1)
+    query_pair_valid = pair_valid.unsqueeze(1) & query_mask.unsqueeze(-1)
+    query_scores = start_logits.gather(2, query_starts) + end_logits.gather(2, query_ends) + compat.unsqueeze(1)
+    reserved = stable_order(query_scores.masked_fill(~query_pair_valid, MASK_LOGIT), descending=True, keep=quota)
+    keys = query_starts.gather(-1, reserved) * boundaries + query_ends.gather(-1, reserved)
+    valid = query_pair_valid.gather(-1, reserved)
+    rank_bonus = torch.arange(quota, 0, -1, device=compat.device, dtype=compat.dtype)
+    priorities = (rank_bonus + _QUOTA_PRIORITY_BASE).expand_as(valid)
+    return keys.flatten(1), priorities.flatten(1), valid.flatten(1)
+
+
+@dataclass
+class PoolEntries:
+    """Every entry gliner2's pool chooses from, before deduplication: [B, T] each.
+
+    A key is `start * boundaries + end`; its priority is its quota band value or its pair score.
+    `best_start`/`best_end` [B, N] are each boundary's best score over the active queries, and
+    `start_features`/`end_features` [B, N, D] the pool's endpoint projections."""
+
+    keys: torch.Tensor
+    priorities: torch.Tensor
+    valid: torch.Tensor
+    boundaries: Union[int, torch.Tensor]  # a traced size while exporting
+    best_start: torch.Tensor
+    best_end: torch.Tensor
+    start_features: torch.Tensor
+    end_features: torch.Tensor
+
+
+def pool_entries(
+    pool: DocumentCandidatePool,
+    boundary_states: torch.Tensor,
+    boundary_mask: torch.Tensor,
+    query_mask: torch.Tensor,
+    start_logits: torch.Tensor,
+    end_logits: torch.Tensor,
+) -> PoolEntries:
+    """The entries of a DocumentCandidatePool at inference, with fixed top-k and quota sizes.
+
+    The validation reads the priorities to tell an order difference caused by a float near-tie
+    from a real divergence."""
+    boundaries = boundary_states.shape[1]
+    scale = math.sqrt(pool.start_projection.in_features)
+    top_k = pool.pool_boundary_top_k
+
+    # Each boundary's best start and end score over the active queries.
+    active = boundary_mask.unsqueeze(1) & query_mask.unsqueeze(-1)
+    best_start = start_logits.masked_fill(~active, MASK_LOGIT).amax(1)
+    best_end = end_logits.masked_fill(~active, MASK_LOGIT).amax(1)
+    boundary_valid = boundary_mask & query_mask.any(-1, keepdim=True)
+
+    starts, starts_valid = _top_boundaries(best_start, boundary_valid, top_k)
+    ends, ends_valid = _top_boundaries(best_end, boundary_valid, top_k)
+    # Every start against every end, start-major (gliner2's pair order, up to masked pairs).
+    pair_start = starts.unsqueeze(-1).expand(-1, top_k, top_k).flatten(1)
+    pair_end = ends.unsqueeze(1).expand(-1, top_k, top_k).flatten(1)
+    pair_valid = (
+        starts_valid.unsqueeze(-1) & ends_valid.unsqueeze(1) & (ends.unsqueeze(1) > starts.unsqueeze(-1))
+    ).flatten(1)
+
+    start_features = pool.start_projection(boundary_states)
+    end_features = pool.end_projection(boundary_states)
+    compat = (gather_rows(start_features, pair_start) * gather_rows(end_features, pair_end)).sum(-1) / scale
+    pair_priority = compat + best_start.gather(1, pair_start) + best_end.gather(1, pair_end)
+
+    keys = [pair_start * boundaries + pair_end]
+    priorities = [pair_priority.detach()]
+    valid = [pair_valid]
+    # Each active query reserves its `quota` best pairs, ranked by its own start + end + compat.
+    quota = min(pool.min_pool_per_query, top_k * top_k)
+    if quota:
+        reserved_keys, reserved_priority, reserved_valid = _reserved_pairs(
+            start_logits, end_logits, query_mask, pair_start, pair_end, pair_valid, compat, quota, boundaries
+        )
+        keys.insert(0, reserved_keys)
+        priorities.insert(0, reserved_priority)
+        valid.insert(0, reserved_valid)
+    filler = torch.zeros_like(pair_start[:, :1]).expand(-1, pool.pool_size)  # guarantees pool_size entries
+    return PoolEntries(
+        keys=torch.cat((*keys, filler), dim=-1),
+        priorities=torch.cat((*priorities, filler.to(pair_priority.dtype)), dim=-1),
+        valid=torch.cat((*valid, torch.zeros_like(filler, dtype=torch.bool)), dim=-1),
+        boundaries=boundaries,
+        best_start=best_start,
+        best_end=best_end,
+        start_features=start_features,
+        end_features=end_features,
+    )
+
+
+def _shape_independent_pool_forward(
+    self: DocumentCandidatePool,
+    boundary_states: torch.Tensor,
+    boundary_mask: torch.Tensor,
+    query_mask: torch.Tensor,
+    start_logits: torch.Tensor,
+    end_logits: torch.Tensor,
+    *,
+    gold_pairs: Optional[torch.Tensor] = None,
+    gold_mask: Optional[torch.Tensor] = None,
+    gold_injection_prob: float = 1.0,
+    return_stats: bool = False,
+    generator: Optional[torch.Generator] = None,
+) -> PooledCandidates:
+    """DocumentCandidatePool.forward at inference (no gold injection, no statistics), with every
+    top-k, quota and pool size fixed by the configuration instead of the input's shapes."""
+    if gold_pairs is not None or return_stats:
+        raise NotImplementedError("The export rewrite of the shared pool covers inference only.")
+    entries = pool_entries(self, boundary_states, boundary_mask, query_mask, start_logits, end_logits)
+    boundaries = entries.boundaries
+    with torch.no_grad():
+        pooled_keys, pooled_valid = _best_distinct_keys(
+            entries.keys, entries.priorities, entries.valid, self.pool_size, boundaries * boundaries
+        )
+
+    pooled_keys = torch.where(pooled_valid, pooled_keys, torch.zeros_like(pooled_keys))
+    pooled_start = torch.div(pooled_keys, boundaries, rounding_mode="floor")
+    pooled_end = pooled_keys - pooled_start * boundaries
+    start_part = gather_rows(entries.start_features, pooled_start)
+    end_part = gather_rows(entries.end_features, pooled_end)
+    pooled_compat = (start_part * end_part).sum(-1) / math.sqrt(self.start_projection.in_features)
+    proposal = pooled_compat + entries.best_start.gather(1, pooled_start) + entries.best_end.gather(1, pooled_end)
+    return PooledCandidates(
+        indices=torch.stack((pooled_start, pooled_end), dim=-1),
+        mask=pooled_valid,
+        proposal_logits=proposal.masked_fill(~pooled_valid, MASK_LOGIT),
+        gold_mask=None,
+        compat_logits=torch.where(pooled_valid, pooled_compat, torch.zeros_like(pooled_compat)),
+        stats=None,
+    )
+
+
+def shape_independent_candidate_pool() -> contextlib.AbstractContextManager:
+    """Patch DocumentCandidatePool.forward with the fixed-size pool (inference only)."""
+    return patched_attribute(DocumentCandidatePool, "forward", _shape_independent_pool_forward)
+
+
+def _shared_pool_scorer_forward(
+    self: SharedPoolScorer,
+    boundary_states: torch.Tensor,
+    query_states: torch.Tensor,
+    query_mask: torch.Tensor,
+    pooled: PooledCandidates,
+    start_logits: torch.Tensor,
+    end_logits: torch.Tensor,
+    inside_prefix: Optional[torch.Tensor],
+    text_lengths: torch.Tensor,
+    text_states: torch.Tensor,
+    text_mask: torch.Tensor,
+    inside_prefix_mean: Optional[torch.Tensor] = None,
+):
+    """SharedPoolScorer.forward (eval) with its score scale read from the module, not a traced shape."""
+    starts, ends = pooled.indices[..., 0], pooled.indices[..., 1]
+    start_part = gather_rows(self.start_projection(boundary_states), starts)
+    end_part = gather_rows(self.end_projection(boundary_states), ends)
+    dtype = start_part.dtype
+    width = (ends - starts).clamp_min(1).to(dtype)
+    text_length = text_lengths.unsqueeze(1).to(dtype).clamp_min(1)
+    length_features = torch.stack((torch.log1p(width), width / text_length, torch.rsqrt(width)), dim=-1)
+    prior = pooled.compat_logits if pooled.compat_logits is not None else pooled.proposal_logits
+    if prior is None:
+        prior = torch.zeros_like(width)
+    candidate = start_part + end_part + self.length_projection(length_features)
+    candidate = candidate + self.prior_projection(prior.unsqueeze(-1).to(dtype))
+    if self.content_pooler is not None:
+        mean_prefix, soft_max_prefix = self.content_pooler.build_prefix(text_states, text_mask)
+        content = self.content_pooler.pool(mean_prefix, soft_max_prefix, starts, ends, candidate.dtype)
+        candidate = candidate + self.content_projection(content)
+    candidate = self.candidate_norm(candidate) * pooled.mask.unsqueeze(-1).to(dtype)
+    for layer in self.candidate_layers:
+        candidate = layer(candidate, pooled.indices, pooled.mask)
+
+    query = self.query_projection(query_states)
+    for layer in self.query_layers:
+        relevance = torch.einsum("bcd,bqd->bcq", candidate, query).masked_fill(~pooled.mask.unsqueeze(-1), MASK_LOGIT)
+        evidence = torch.einsum("bcq,bcd->bqd", relevance.softmax(dim=1), candidate)
+        query = layer(query, evidence, query_mask)
+
+    scale = math.sqrt(self.candidate_norm.normalized_shape[-1])
+    score = torch.einsum("bcd,bqd->bcq", candidate, query) / scale
+    gamma, beta = self.film(query).chunk(2, dim=-1)
+    modulated = candidate.unsqueeze(2) * (1.0 + gamma.unsqueeze(1)) + beta.unsqueeze(1)
+    score = score + self.film_output(modulated).squeeze(-1)
+
+    queries, candidates = query_states.shape[1], starts.shape[1]
+    start_at = starts.clamp(0, start_logits.shape[2] - 1).unsqueeze(1).expand(-1, queries, candidates)
+    end_at = ends.clamp(0, end_logits.shape[2] - 1).unsqueeze(1).expand(-1, queries, candidates)
+    score = score + start_logits.gather(2, start_at).transpose(1, 2)
+    score = score + end_logits.gather(2, end_at).transpose(1, 2)
+    if inside_prefix is not None:
+        last = inside_prefix.shape[2] - 1
+        inside = inside_prefix.gather(2, end_at.clamp(max=last)) - inside_prefix.gather(2, start_at.clamp(max=last))
+        if inside_prefix_mean is not None:
+            inside = inside + inside_prefix_mean * (end_at - start_at).to(inside.dtype)
+        normalised = inside / torch.sqrt((end_at - start_at).clamp_min(1).float())
+        score = score + normalised.transpose(1, 2).to(score.dtype)
+    score = score.masked_fill(~pooled.mask.unsqueeze(-1), MASK_LOGIT)
+    return score.masked_fill(~query_mask.unsqueeze(1), MASK_LOGIT), candidate
+
+
+def shared_pool_scorer_with_fixed_scale() -> contextlib.AbstractContextManager:
+    """Patch SharedPoolScorer.forward with a copy whose score scale is a module constant (eval mode)."""
+    return patched_attribute(SharedPoolScorer, "forward", _shared_pool_scorer_forward)
+
+
+def boundary_head_rewrites() -> contextlib.AbstractContextManager:
+    """Every boundary-head rewrite above, for the duration of an export."""
+    stack = contextlib.ExitStack()
+    for rewrite in (
+        boundary_shifts_without_writes,
+        boundary_attention_without_eye,
+        shape_independent_candidate_pool,
+        shared_pool_scorer_with_fixed_scale,
+    ):
+        stack.enter_context(rewrite())
+    return stack

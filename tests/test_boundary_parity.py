@@ -1,0 +1,228 @@
+"""GLiNER2.5 (boundary) models give gliner2's answers: entities and classification, batched and long.
+
+Three layers, each against gliner2 2.1's own BoundaryExtractor:
+- the host code alone (preprocessing, batching, candidate selection, decoding) on gliner2's PyTorch
+  modules (tests/support/torch_backend.py TorchBoundaryBackend);
+- the exported ONNX bundle end to end, as a user runs it;
+- candidate selection against gliner2's `_group_scored_candidates` on random scores, adaptive
+  threshold included (the fixtures use the published head, where it is off).
+
+Decoded texts, labels and offsets must be equal; confidences within 1e-4 (tests/support/parity.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from optimum_gliner2.errors import GLiNER2InputError
+from optimum_gliner2.runtime import GLiNER2ONNXRuntime
+from tests.support.parity import assert_same_results
+from tests.support.parity_corpus import (
+    BOUNDARY_CASES,
+    BOUNDARY_REFUSED_CALLS,
+    ENTITY_LABELS,
+    MIXED_LENGTH_TEXTS,
+    POOL_LIMIT_TEXTS,
+    SENTENCES,
+    Case,
+    run_case,
+)
+from tests.support.torch_backend import TorchBoundaryBackend, torch_pipeline
+
+CASE_IDS = [case.name for case in BOUNDARY_CASES]
+
+
+@pytest.fixture(scope="module")
+def host_pipelines(boundary_models, boundary_checkpoint_dirs) -> dict:
+    class _Pipelines(dict):
+        def __missing__(self, name):
+            self[name] = torch_pipeline(boundary_models[name], boundary_checkpoint_dirs[name])
+            return self[name]
+
+    return _Pipelines()
+
+
+@pytest.fixture(scope="module")
+def onnx_models(boundary_exported_dirs) -> dict:
+    class _Models(dict):
+        def __missing__(self, name):
+            self[name] = GLiNER2ONNXRuntime.from_pretrained(boundary_exported_dirs[name])
+            return self[name]
+
+    return _Models()
+
+
+def _expected_or_skip(model, case: Case, other, variant: str):
+    try:
+        return run_case(model, case)
+    except RuntimeError as error:
+        # BERT's absolute positions stop at 512 tokens: gliner2 itself cannot run the long text.
+        with pytest.raises(Exception):
+            run_case(other, case)
+        pytest.skip(f"gliner2 fails on {variant}, and so do we: {error}")
+
+
+@pytest.mark.parametrize("case", BOUNDARY_CASES, ids=CASE_IDS)
+def test_host_code_matches_gliner2(boundary_models, host_pipelines, boundary_variant, case):
+    expected = _expected_or_skip(boundary_models[boundary_variant], case, host_pipelines[boundary_variant], boundary_variant)
+    assert_same_results(expected, run_case(host_pipelines[boundary_variant], case), context=f"{boundary_variant}/{case.name}")
+
+
+@pytest.mark.parametrize("case", BOUNDARY_CASES, ids=CASE_IDS)
+def test_onnx_matches_gliner2(boundary_models, onnx_models, boundary_variant, case):
+    expected = _expected_or_skip(boundary_models[boundary_variant], case, onnx_models[boundary_variant], boundary_variant)
+    assert_same_results(expected, run_case(onnx_models[boundary_variant], case), context=f"{boundary_variant}/{case.name}")
+
+
+def _strings_in(value) -> list:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _strings_in(item)]
+    if isinstance(value, (list, tuple)):
+        return [text for item in value for text in _strings_in(item)]
+    return []
+
+
+def test_parity_compares_real_answers(boundary_models, boundary_variant):
+    """gliner2's answers on the corpus are non-empty, label-dependent and threshold-dependent."""
+    model = boundary_models[boundary_variant]
+    entity_cases = [case for case in BOUNDARY_CASES if case.method.startswith(("extract_entities", "batch_extract_entities"))]
+    empty = []
+    for case in entity_cases:
+        try:
+            if not _strings_in(run_case(model, case)):
+                empty.append(case.name)
+        except RuntimeError:  # BERT's 512 positions: gliner2 cannot run the long text (skipped in parity)
+            continue
+    assert len(empty) <= len(entity_cases) * 0.3, f"{len(empty)}/{len(entity_cases)} entity cases are empty: {empty}"
+    by_labels = [model.extract_entities(SENTENCES[1], [label]) for label in ENTITY_LABELS]
+    assert len({repr(result["entities"][label]) for result, label in zip(by_labels, ENTITY_LABELS)}) > 1
+    policies = [case for case in BOUNDARY_CASES if case.name.startswith("boundary_overlap_")]
+    assert len({repr(run_case(model, case)) for case in policies}) >= 4, "overlap policies must differ"
+    low = model.batch_extract_entities(list(SENTENCES), ENTITY_LABELS, threshold=0.3)
+    high = model.batch_extract_entities(list(SENTENCES), ENTITY_LABELS, threshold=0.7)
+    assert sum(map(len, map(_strings_in, low))) > sum(map(len, map(_strings_in, high)))
+
+
+def test_abstention_fires_and_does_not(boundary_models, host_pipelines, boundary_variant):
+    """The corpus runs gliner2's abstention both ways, so parity covers it."""
+    backend = host_pipelines[boundary_variant].backend
+    assert isinstance(backend, TorchBoundaryBackend)
+    seen = []
+    original = backend.score_candidates
+
+    def recording(*arguments):
+        scores = original(*arguments)
+        query_mask = arguments[3].astype(bool)
+        probabilities = 1.0 / (1.0 + np.exp(-scores.null_logits[query_mask].astype(np.float64)))
+        seen.extend((probabilities > backend.boundary_head["abstention_threshold"]).tolist())
+        return scores
+
+    backend.score_candidates = recording
+    try:
+        host_pipelines[boundary_variant].batch_extract_entities(list(SENTENCES), ENTITY_LABELS)
+    finally:
+        del backend.score_candidates
+    assert 0 < sum(seen) < len(seen), f"{sum(seen)} of {len(seen)} queries abstain"
+
+
+def test_batched_equals_single_calls(onnx_models, boundary_variant):
+    model = onnx_models[boundary_variant]
+    texts = [*MIXED_LENGTH_TEXTS, *POOL_LIMIT_TEXTS]
+    batched = model.batch_extract_entities(texts, ENTITY_LABELS, batch_size=5, include_confidence=True, include_spans=True)
+    single = [model.extract_entities(text, ENTITY_LABELS, include_confidence=True, include_spans=True) for text in texts]
+    assert_same_results(single, batched, atol=1e-5)
+    assert any(_strings_in(result) for result in single)
+
+
+@pytest.mark.parametrize("method, target", BOUNDARY_REFUSED_CALLS, ids=[f"{m}-{i}" for i, (m, _) in enumerate(BOUNDARY_REFUSED_CALLS)])
+def test_unsupported_tasks_are_refused_with_one_line(onnx_models, method, target):
+    model = onnx_models["boundary"]
+    target = target(model.create_schema()) if callable(target) else target
+    with pytest.raises(GLiNER2InputError, match="not supported for GLiNER2.5 \\(boundary\\) models yet") as raised:
+        getattr(model, method)(SENTENCES[1], target)
+    assert "\n" not in str(raised.value)
+
+
+def test_bundle_records_the_architecture(boundary_exported_dirs, onnx_models):
+    model = onnx_models["boundary"]
+    assert model.bundle.architecture == "boundary"
+    assert set(model.bundle.graph_files) == {"encoder", "boundary_head", "classifier"}
+    assert model.engine.heads.default_overlap_policy == "disallow"
+
+
+# -- candidate selection against gliner2's own function ---------------------------------------
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+@pytest.mark.parametrize("seed", range(20))
+def test_candidate_selection_matches_gliner2(seed, adaptive):
+    """`BoundaryHeads._kept_candidates` keeps gliner2's candidates, in gliner2's order."""
+    import torch
+    from gliner2.models.boundary.model import _group_scored_candidates
+    from gliner2.models.outputs import CandidateTensorBatch
+
+    from optimum_gliner2.runtime.boundary import BoundaryHeads
+
+    rng = np.random.default_rng(seed)
+    queries, pool = int(rng.integers(1, 5)), int(rng.integers(1, 40))
+    candidates = np.sort(rng.integers(0, 30, size=(1, pool, 2)), axis=-1)
+    candidates[..., 1] += 1
+    candidate_mask = rng.random((1, pool)) < 0.8
+    # Rounded logits make exact ties, which ranking must break as gliner2 does.
+    pair_logits = np.round(rng.normal(0, 1.5, size=(1, queries, pool)), 1).astype(np.float32)
+    count_log_rates = rng.normal(1.0, 1.0, size=(1, queries)).astype(np.float32)
+    thresholds = rng.choice([0.3, 0.5, 0.7], size=(1, queries)).astype(np.float32)
+
+    probabilities = torch.sigmoid(torch.from_numpy(pair_logits))
+    grouped = _group_scored_candidates(
+        CandidateTensorBatch(
+            indices=torch.from_numpy(candidates).unsqueeze(1).expand(1, queries, pool, 2),
+            proposal_logits=None,
+            pair_logits=torch.from_numpy(pair_logits),
+            valid_mask=torch.from_numpy(candidate_mask).unsqueeze(1).expand(1, queries, pool),
+            query_mask=torch.ones((1, queries), dtype=torch.bool),
+        ),
+        threshold=torch.from_numpy(thresholds),
+        probabilities=probabilities,
+        count_log_rates=torch.from_numpy(count_log_rates),
+        adaptive_threshold=adaptive,
+    )
+
+    class Settings:
+        architecture = "boundary"
+        boundary_head = {
+            "pair_temperature": 1.0, "classification_temperature": 1.0, "abstention_threshold": 0.5,
+            "overlap_policy": "flat", "adaptive_threshold": adaptive, "pool_size": 192, "min_words": 1,
+        }  # fmt: skip
+
+    heads = BoundaryHeads(Settings())
+    for query in range(queries):
+        ours = heads._kept_candidates(
+            candidates[0], candidate_mask[0], probabilities[0, query].numpy(), float(thresholds[0, query]), count_log_rates[0, query]
+        )
+        theirs = grouped[0][query]
+        assert [(start, end) for _, start, end in theirs] == [(c.start, c.end) for c in ours]
+        assert [score for score, _, _ in theirs] == [c.probability for c in ours]
+
+
+def test_ort_model_for_gliner2_exports_and_runs_boundary(boundary_models, boundary_checkpoint_dirs, tmp_path):
+    """`ORTModelForGLiNER2.from_pretrained(checkpoint, export=True)` takes a GLiNER2.5 checkpoint as it is,
+    and save_pretrained / from_pretrained round-trips it with no new argument."""
+    from optimum_gliner2 import ORTModelForGLiNER2
+
+    from tests.support.parity_corpus import _entities_and_classifications
+
+    model = ORTModelForGLiNER2.from_pretrained(boundary_checkpoint_dirs["boundary_seed1"], export=True)
+    assert model.runtime.bundle.architecture == "boundary"
+    model.save_pretrained(tmp_path / "saved")
+    reloaded = ORTModelForGLiNER2.from_pretrained(tmp_path / "saved")
+    texts = [*MIXED_LENGTH_TEXTS, *POOL_LIMIT_TEXTS[:3]]
+    gliner2_model = boundary_models["boundary_seed1"]
+    expected = gliner2_model.batch_extract(texts, _entities_and_classifications(gliner2_model.create_schema()), batch_size=3, include_confidence=True)
+    for ours in (model, reloaded):
+        actual = ours.batch_extract(texts, _entities_and_classifications(ours.create_schema()), batch_size=3, include_confidence=True)
+        assert_same_results(expected, actual)
+    assert any(_strings_in(result) for result in expected)
