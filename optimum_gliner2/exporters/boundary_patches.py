@@ -38,7 +38,7 @@ from gliner2.models.boundary.indexing import gather_rows
 from gliner2.models.boundary.pool import DocumentCandidatePool, PooledCandidates, SharedPoolScorer
 from torch.nn import functional as F
 
-from optimum_gliner2.exporters.model_patcher import patched_attribute
+from optimum_gliner2.exporters.patching import patched_attribute
 
 #: gliner2 gives a quota entry this priority plus (quota - rank): above every real pair score.
 _QUOTA_PRIORITY_BASE = -MASK_LOGIT * 0.5

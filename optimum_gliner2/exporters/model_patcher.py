@@ -40,21 +40,7 @@ from torch import nn
 from transformers.models.deberta_v2 import modeling_deberta_v2
 
 from optimum_gliner2.errors import GLiNER2ExportError
-
-
-@contextlib.contextmanager
-def patched_attribute(owner: object, name: str, replacement: object) -> Iterator[None]:
-    """Set `owner.name` to `replacement` inside the block and restore the original after it."""
-    had_own_attribute = name in vars(owner)
-    original = vars(owner).get(name)
-    setattr(owner, name, replacement)
-    try:
-        yield
-    finally:
-        if had_own_attribute:
-            setattr(owner, name, original)
-        else:  # an instance patch over a class attribute: remove it
-            delattr(owner, name)
+from optimum_gliner2.exporters.patching import patched_attribute
 
 
 def _score_queries_with_gather(
