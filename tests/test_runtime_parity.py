@@ -348,7 +348,7 @@ def test_public_methods_have_gliner2_signatures():
 
     methods = [name for name in vars(GLiNER2Methods) if not name.startswith("_")]
     methods.remove("word_splitter")
-    assert len(methods) == 22
+    assert len(methods) == 23
 
     def parameters(function) -> list:
         return [(p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()]

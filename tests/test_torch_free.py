@@ -134,3 +134,22 @@ else:
 
 def test_serving_core_runs_boundary_models_without_torch(boundary_exported_dirs):
     run_without_torch(SERVE_BOUNDARY_METHODS, str(boundary_exported_dirs["boundary"]))
+
+
+IMPORT_THE_OPTIMUM_CLASS = """
+import optimum_gliner2
+
+try:
+    from optimum_gliner2 import ORTModelForGLiNER2
+except ImportError as error:
+    message = str(error)
+else:
+    raise AssertionError("ORTModelForGLiNER2 imported although Optimum's classes cannot be")
+assert "optimum_gliner2.runtime.GLiNER2ONNXRuntime" in message, message
+assert "pip install optimum-gliner2" in message, message
+"""
+
+
+def test_the_optimum_class_points_to_the_torch_free_one():
+    """In a serving image, `import optimum_gliner2` works and ORTModelForGLiNER2 names the class to use instead."""
+    run_without_torch(IMPORT_THE_OPTIMUM_CLASS)

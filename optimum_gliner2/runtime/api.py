@@ -15,13 +15,20 @@ from tokenizers import Tokenizer
 
 from optimum_gliner2.errors import GLiNER2InputError
 from optimum_gliner2.runtime.backend import GLiNER2Backend
-from optimum_gliner2.runtime.checks import check_names, check_positive, check_texts, label_names
+from optimum_gliner2.runtime.checks import (
+    check_classification_tasks,
+    check_label_thresholds,
+    check_names,
+    check_positive,
+    check_texts,
+    label_names,
+)
 from optimum_gliner2.runtime.engine import DEFAULT_MAX_SEQUENCE_TOKENS, ExtractionEngine
 from optimum_gliner2.runtime.formatting import format_results as format_payload
 from optimum_gliner2.runtime.long_text import merge_chunk_results, split_into_chunks
 from optimum_gliner2.runtime.plan import DecodeOptions, SchemaPlan, plan_schemas
 from optimum_gliner2.runtime.schema import Schema
-from optimum_gliner2.runtime.words import WordSplitter, WordSplitterSpec
+from optimum_gliner2.runtime.words import WordSplitter, WordSplitterSpec, resolve_word_splitter
 
 #: A schema builder (ours or gliner2's) or a schema dict.
 SchemaLike = Union[Schema, Mapping[str, Any]]
@@ -49,7 +56,12 @@ class GLiNER2Methods:
     empty or duplicate label, field or choice lists (gliner2 drops the task or merges the
     duplicates); texts, labels, descriptions or prompts containing gliner2's marker tokens such as
     "[E]" (they corrupt the prompt); a schema with no task or that is neither a `Schema` nor a
-    dict (gliner2 substitutes a dummy record); `batch_size` or `max_len` < 1.
+    dict (gliner2 substitutes a dummy record); `batch_size` or `max_len` < 1; a schema dict key
+    gliner2 does not know, such as "clasifications" (gliner2 ignores it, and its tasks with it);
+    classification labels given as a str (gliner2 splits it into characters) or tasks given as a
+    list; a threshold (the call's, a label's, a field's, a relation's, an attribute group's or a
+    `cls_threshold`) that is not a number in [0, 1], bools included (gliner2 compares whatever it
+    gets: 1.5 keeps nothing, -1 everything).
     """
 
     engine: ExtractionEngine
@@ -58,6 +70,23 @@ class GLiNER2Methods:
     def word_splitter(self) -> WordSplitter:
         """The active word splitter (also used to chunk long texts)."""
         return self.engine.preprocessor.word_splitter
+
+    def set_word_splitter(self, word_splitter: Optional[WordSplitterSpec]):
+        """Replace the word splitter, as gliner2's `set_word_splitter`; returns the model.
+
+        Args:
+            word_splitter: `"whitespace"` (gliner2's default, the one public checkpoints were trained
+                with), `"char"` (for languages written without spaces, such as Chinese or Japanese), a
+                splitter class, or a callable `(text, lower=True)` yielding `(word, start, end)` with
+                `text[start:end]` the word. `None` restores the default.
+
+        Raises:
+            ValueError: An unknown splitter name.
+            TypeError: A splitter class that needs arguments, or something that is not callable.
+        """
+        # One attribute swap: a call already running keeps the splitter it started with.
+        self.engine.preprocessor.word_splitter = resolve_word_splitter(word_splitter)
+        return self
 
     def create_schema(self) -> Schema:
         """A new, empty schema builder (gliner2's `Schema` API)."""
@@ -658,17 +687,20 @@ def _schema_per_text(texts: Sequence[str], schemas: Schemas) -> List[SchemaLike]
 def entity_schema(entity_types: LabelTypes) -> Schema:
     """The schema `extract_entities` builds from its labels."""
     check_names(label_names(entity_types), "entity_types")
+    check_label_thresholds(entity_types, "entity type")
     return Schema().entities(entity_types)
 
 
 def relation_schema(relation_types: LabelTypes) -> Schema:
     """The schema `extract_relations` builds from its labels."""
     check_names(label_names(relation_types), "relation_types")
+    check_label_thresholds(relation_types, "relation")
     return Schema().relations(relation_types)
 
 
 def classification_schema(tasks: ClassificationTasks) -> Schema:
     """The schema `classify_text` builds: `{task: labels}` or `{task: {"labels": ..., options}}`."""
+    check_classification_tasks(tasks)
     schema = Schema()
     for name, config in tasks.items():
         if isinstance(config, dict) and "labels" in config:

@@ -25,7 +25,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from optimum_gliner2.bundle.format import MARKER_TOKENS
 from optimum_gliner2.errors import GLiNER2InputError
-from optimum_gliner2.runtime.checks import check_names, check_schema_dict
+from optimum_gliner2.runtime.checks import check_names, check_schema_dict, check_threshold
 from optimum_gliner2.runtime.overlap import normalize_overlap_policy
 from optimum_gliner2.runtime.schema import Schema, SchemaMetadata, SpanOptions, StructureBuilder, metadata_of_gliner2_schema
 
@@ -56,7 +56,12 @@ class DecodeOptions:
     def create(
         cls, threshold: float, include_confidence: bool, include_spans: bool, overlap_policy: Optional[str]
     ) -> "DecodeOptions":
-        """Options with the overlap policy normalized (an unknown one raises gliner2's ValueError)."""
+        """Options with the overlap policy normalized (an unknown one raises gliner2's ValueError).
+
+        Raises:
+            GLiNER2InputError: `threshold` is not a number in [0, 1].
+        """
+        check_threshold(threshold, "threshold")
         policy = None if overlap_policy is None else normalize_overlap_policy(overlap_policy)
         return cls(threshold, include_confidence, include_spans, policy)
 
@@ -180,6 +185,7 @@ def plan_schema(schema: Any, options: DecodeOptions) -> SchemaPlan:
     """Read one schema (builder or dict) into a plan; see `plan_schemas`."""
     schema_dict, metadata = _schema_dict_and_metadata(schema)
     check_schema_dict(schema_dict)
+    _check_thresholds(metadata)
     choices_by_field = _choice_fields(schema_dict)
     choice_prefix = _choice_prefix(schema_dict)
     tasks = tuple(
@@ -200,6 +206,25 @@ def plan_schema(schema: Any, options: DecodeOptions) -> SchemaPlan:
             name for name, entity in metadata.entity_options.items() if entity.dtype != "list"
         ),
     )
+
+
+def _check_thresholds(metadata: SchemaMetadata) -> None:
+    """Every threshold a schema sets is a number in [0, 1] (see `checks.check_threshold`).
+
+    The builders take what gliner2's builder takes (a bool passes its comparisons); the plan is
+    where the runtime is stricter.
+    """
+    for name, options in metadata.entity_options.items():
+        if options.threshold is not None:
+            check_threshold(options.threshold, f"threshold of entity type {name!r}")
+    for key, options in metadata.field_options.items():
+        if options.threshold is not None:
+            check_threshold(options.threshold, f"threshold of field {key!r}")
+    for name, threshold in metadata.relation_thresholds.items():
+        if threshold is not None:
+            check_threshold(threshold, f"threshold of relation {name!r}")
+    for name, group in metadata.attribute_groups.items():
+        check_threshold(group.threshold, f"threshold of attribute group {name!r}")
 
 
 def _schema_dict_and_metadata(schema: Any) -> Tuple[Mapping[str, Any], SchemaMetadata]:

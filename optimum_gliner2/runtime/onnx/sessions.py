@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import onnxruntime as ort
@@ -12,6 +12,49 @@ from optimum_gliner2.errors import GLiNER2LoadError
 from optimum_gliner2.runtime.backend import CandidateScores
 
 ProviderSpec = Union[str, Tuple[str, Dict[str, Any]]]
+
+#: The onnxruntime package that brings each execution provider, for the error that names it.
+_PROVIDER_PACKAGES = {
+    "CUDAExecutionProvider": "onnxruntime-gpu",
+    "TensorrtExecutionProvider": "onnxruntime-gpu",
+    "OpenVINOExecutionProvider": "onnxruntime-openvino",
+    "DmlExecutionProvider": "onnxruntime-directml",
+    "ROCMExecutionProvider": "onnxruntime-rocm",
+    "MIGraphXExecutionProvider": "onnxruntime-rocm",
+    "QNNExecutionProvider": "onnxruntime-qnn",
+}
+
+
+def resolve_providers(providers: Optional[Union[ProviderSpec, Sequence[ProviderSpec]]]) -> List[ProviderSpec]:
+    """The providers as a list, each one available in this onnxruntime install.
+
+    A single name (`"CPUExecutionProvider"`) or `(name, options)` pair is one provider, as in
+    Optimum; `None` is the CPU. ONNX Runtime itself falls back to the CPU, with warnings only, when
+    a provider is missing (e.g. CUDA with the CPU-only `onnxruntime` package): the caller asked for
+    that device, so both `GLiNER2ONNXRuntime` and `ORTModelForGLiNER2` refuse instead.
+
+    Raises:
+        GLiNER2LoadError: A provider is not available, naming the package that brings it and the
+            available providers.
+    """
+    if isinstance(providers, str) or (isinstance(providers, tuple) and len(providers) == 2 and isinstance(providers[1], dict)):
+        providers = [providers]
+    providers = list(providers or ["CPUExecutionProvider"])
+    available = ort.get_available_providers()
+    for provider in providers:
+        name = provider[0] if isinstance(provider, tuple) else provider
+        if name in available:
+            continue
+        if name not in ort.get_all_providers():
+            raise GLiNER2LoadError(f"{name!r} is not an ONNX Runtime execution provider; available here: {available}.")
+        package = _PROVIDER_PACKAGES.get(name, "an onnxruntime build that includes it")
+        raise GLiNER2LoadError(
+            f"{name} is not available in this onnxruntime install (onnxruntime {ort.__version__}; available "
+            f"providers: {available}). It comes with {package}: install that package in place of "
+            "onnxruntime (they cannot be installed side by side), check that its drivers and libraries "
+            "are found, or pass providers=['CPUExecutionProvider']."
+        )
+    return providers
 
 #: Each graph's inputs and outputs: name -> (rank, what its last dimension must equal). Checked at
 #: load so that a bundle whose graphs do not match its metadata fails there, not with a wrong answer.
@@ -56,13 +99,13 @@ class OnnxBackend:
     def __init__(
         self,
         bundle: GLiNER2OnnxBundle,
-        providers: Optional[Sequence[ProviderSpec]] = None,
+        providers: Optional[Union[ProviderSpec, Sequence[ProviderSpec]]] = None,
         session_options: Optional[ort.SessionOptions] = None,
         provider_options: Optional[Sequence[Dict[str, Any]]] = None,
     ):
         self.bundle = bundle
         self.hidden_size = bundle.hidden_size
-        self.providers = list(providers or ["CPUExecutionProvider"])
+        self.providers = resolve_providers(providers)
         self.sessions: Dict[str, ort.InferenceSession] = {}
         session_options = _without_spinning_by_default(session_options)
         for graph in bundle.graph_names:
