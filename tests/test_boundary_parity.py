@@ -17,7 +17,7 @@ import pytest
 
 from optimum_gliner2.errors import GLiNER2InputError
 from optimum_gliner2.runtime import GLiNER2ONNXRuntime
-from tests.support.parity import assert_same_results
+from tests.support.parity import assert_same_results, strings_in
 from tests.support.parity_corpus import (
     BOUNDARY_CASES,
     BOUNDARY_REFUSED_CALLS,
@@ -75,16 +75,6 @@ def test_onnx_matches_gliner2(boundary_models, onnx_models, boundary_variant, ca
     assert_same_results(expected, run_case(onnx_models[boundary_variant], case), context=f"{boundary_variant}/{case.name}")
 
 
-def _strings_in(value) -> list:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [text for item in value.values() for text in _strings_in(item)]
-    if isinstance(value, (list, tuple)):
-        return [text for item in value for text in _strings_in(item)]
-    return []
-
-
 def test_parity_compares_real_answers(boundary_models, boundary_variant):
     """gliner2's answers on the corpus are non-empty, label-dependent and threshold-dependent."""
     model = boundary_models[boundary_variant]
@@ -92,7 +82,7 @@ def test_parity_compares_real_answers(boundary_models, boundary_variant):
     empty = []
     for case in entity_cases:
         try:
-            if not _strings_in(run_case(model, case)):
+            if not strings_in(run_case(model, case)):
                 empty.append(case.name)
         except RuntimeError:  # BERT's 512 positions: gliner2 cannot run the long text (skipped in parity)
             continue
@@ -103,7 +93,7 @@ def test_parity_compares_real_answers(boundary_models, boundary_variant):
     assert len({repr(run_case(model, case)) for case in policies}) >= 4, "overlap policies must differ"
     low = model.batch_extract_entities(list(SENTENCES), ENTITY_LABELS, threshold=0.3)
     high = model.batch_extract_entities(list(SENTENCES), ENTITY_LABELS, threshold=0.7)
-    assert sum(map(len, map(_strings_in, low))) > sum(map(len, map(_strings_in, high)))
+    assert sum(map(len, map(strings_in, low))) > sum(map(len, map(strings_in, high)))
 
 
 def test_abstention_fires_and_does_not(boundary_models, host_pipelines, boundary_variant):
@@ -134,7 +124,7 @@ def test_batched_equals_single_calls(onnx_models, boundary_variant):
     batched = model.batch_extract_entities(texts, ENTITY_LABELS, batch_size=5, include_confidence=True, include_spans=True)
     single = [model.extract_entities(text, ENTITY_LABELS, include_confidence=True, include_spans=True) for text in texts]
     assert_same_results(single, batched, atol=1e-5)
-    assert any(_strings_in(result) for result in single)
+    assert any(strings_in(result) for result in single)
 
 
 @pytest.mark.parametrize("method, target", BOUNDARY_REFUSED_CALLS, ids=[f"{m}-{i}" for i, (m, _) in enumerate(BOUNDARY_REFUSED_CALLS)])
@@ -225,4 +215,4 @@ def test_ort_model_for_gliner2_exports_and_runs_boundary(boundary_models, bounda
     for ours in (model, reloaded):
         actual = ours.batch_extract(texts, _entities_and_classifications(ours.create_schema()), batch_size=3, include_confidence=True)
         assert_same_results(expected, actual)
-    assert any(_strings_in(result) for result in expected)
+    assert any(strings_in(result) for result in expected)

@@ -18,7 +18,7 @@ import torch
 
 from optimum_gliner2.runtime import GLiNER2InputError, GLiNER2LoadError, GLiNER2Methods, GLiNER2Pipeline
 from optimum_gliner2.runtime.plan import DecodeOptions, plan_schema
-from tests.support.parity import assert_same_results, first_difference
+from tests.support.parity import assert_same_results, strings_in, first_difference
 from tests.support.parity_corpus import (
     CASES,
     ENTITY_LABELS,
@@ -57,18 +57,10 @@ def test_corpus_case_matches_gliner2(torch_models, pipelines, variant, case):
     assert_same_results(expected, actual, context=f"{variant}/{case.name}")
 
 
-def _strings_in(result) -> list:
-    if isinstance(result, dict):
-        return [text for value in result.values() for text in _strings_in(value)]
-    if isinstance(result, (list, tuple)):
-        return [text for value in result for text in _strings_in(value)]
-    return [result] if isinstance(result, str) and result else []
-
-
 def test_corpus_is_not_trivial(torch_models):
     """Parity on empty results would prove nothing: every case extracts something."""
     model = torch_models["deberta_lstm"]
-    empty = [case.name for case in CASES if not _strings_in(run_case(model, case))]
+    empty = [case.name for case in CASES if not strings_in(run_case(model, case))]
     assert not empty, empty
 
 

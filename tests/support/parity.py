@@ -106,3 +106,13 @@ def assert_identical(ours: Any, theirs: Any, path: str = "result") -> None:
             assert_identical(mine, other, f"{path}[{index}]")
     else:
         assert ours == theirs, f"{path}: {ours!r} != {theirs!r}"
+
+
+def strings_in(result: Any) -> List[str]:
+    """Every non-empty string of a result, depth first: what a non-triviality check counts (gliner2
+    marks a missing str entity with "", which is no answer)."""
+    if isinstance(result, Mapping):
+        return [text for value in result.values() for text in strings_in(value)]
+    if isinstance(result, (list, tuple)):
+        return [text for value in result for text in strings_in(value)]
+    return [result] if isinstance(result, str) and result else []
