@@ -27,7 +27,7 @@ except ImportError as missing:
         "which has the same methods and answers."
     ) from missing
 
-from optimum_gliner2.bundle.format import METADATA_FILE, read_metadata
+from optimum_gliner2.bundle.format import METADATA_FILE
 from optimum_gliner2.optimum_glue import GLINER2_LIBRARY, register_gliner2_with_optimum
 from optimum_gliner2.runtime.api import GLiNER2Methods
 from optimum_gliner2.runtime.checks import check_model_location
@@ -93,8 +93,14 @@ class ORTModelForGLiNER2(ORTParentMixin, ORTModel, GLiNER2Methods):
 
     @property
     def precision(self) -> str:
-        """The variant in use, e.g. `"fp32"` or `"int8"`."""
+        """The variant in use, e.g. `"fp32"` or `"int8"` (for a `file_name=` from Optimum's tools, its suffix)."""
         return self.runtime.precision
+
+    @property
+    def path(self) -> Path:
+        """The encoder graph in use: what `ORTOptimizer.from_pretrained(model)` and `ORTQuantizer.from_pretrained(model)`
+        work on. The heads are small and sit right before the thresholds, so Optimum's tools leave them be."""
+        return self.runtime.bundle.graph_files["encoder"]
 
     @classmethod
     def from_pretrained(
@@ -141,6 +147,8 @@ class ORTModelForGLiNER2(ORTParentMixin, ORTModel, GLiNER2Methods):
                 token=token,
                 local_files_only=local_files_only,
                 force_download=force_download,
+                precision=kwargs.get("precision"),
+                file_name=kwargs.get("file_name"),
             )
         return super().from_pretrained(
             model_id,
@@ -191,8 +199,6 @@ class ORTModelForGLiNER2(ORTParentMixin, ORTModel, GLiNER2Methods):
             force_download=force_download,
         )
         folder = folder / subfolder if subfolder else folder
-        if file_name is not None and precision is None:
-            precision = _precision_of_file(folder, file_name)
         # Checked here, not by Optimum, so that both classes refuse a missing provider the same way.
         providers = resolve_providers([provider] if providers is None else providers)
         provider_names = [name if isinstance(name, str) else name[0] for name in providers]
@@ -200,6 +206,7 @@ class ORTModelForGLiNER2(ORTParentMixin, ORTModel, GLiNER2Methods):
         runtime = GLiNER2ONNXRuntime.from_pretrained(
             folder,
             precision=precision,
+            file_name=file_name,
             providers=providers,
             session_options=session_options,
             provider_options=provider_options,
@@ -320,11 +327,3 @@ class ORTModelForGLiNER2(ORTParentMixin, ORTModel, GLiNER2Methods):
             "extract_relations, extract_json or (batch_)extract with a schema."
         )
 
-
-def _precision_of_file(folder: Path, file_name: str) -> str:
-    """The variant whose encoder (or any graph) is `file_name`, for Optimum's `file_name=` argument."""
-    variants = read_metadata(folder)["variants"]
-    for precision, graphs in variants.items():
-        if file_name in graphs.values():
-            return precision
-    raise FileNotFoundError(f"{file_name} is not a graph of any variant in {folder} ({sorted(variants)}).")

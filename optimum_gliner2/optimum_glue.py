@@ -13,6 +13,8 @@ What GLiNER2 needs from Optimum and which part is official:
   folder that is published only after validation (internal).
 - `AutoConfig`, `NormalizedConfigManager` and `ORTConfigManager` entries let ORTOptimizer and
   ORTQuantizer accept the exported folder (internal tables).
+- `optimum-cli onnxruntime optimize|quantize` on an export: their `run` is wrapped to make the output
+  folder loadable (they write graphs and Optimum's configs, not GLiNER2's metadata) (internal).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ OPTIMUM_INTERNALS = (
     ("optimum.utils.normalized_config", "NormalizedConfigManager._conf"),
     ("optimum.onnxruntime.utils", "ORTConfigManager._conf"),
     ("optimum.commands.export.onnx", "ONNXExportCommand.run"),
+    ("optimum.commands.onnxruntime.optimize", "ONNXRuntimeOptimizeCommand.run"),
+    ("optimum.commands.onnxruntime.quantize", "ONNXRuntimeQuantizeCommand.run"),
 )
 
 
@@ -183,13 +187,28 @@ def register_gliner2_for_onnxruntime() -> None:
         AutoConfig.register(GLINER2_MODEL_TYPE, ExtractorConfig)
     except ValueError:
         pass  # already registered (gliner2 may do it itself in a later release)
-    NormalizedConfigManager._conf.setdefault(GLINER2_MODEL_TYPE, NormalizedTextConfig)
+    NormalizedConfigManager._conf[GLINER2_MODEL_TYPE] = _normalized_extractor_config(NormalizedTextConfig)
     try:
         from optimum.onnxruntime.utils import ORTConfigManager
     except ImportError:  # optimum-onnx installed without onnxruntime
         return
     # ORT's transformer optimizer fuses the encoder graph by its encoder family (deberta-v2 -> bert).
     ORTConfigManager._conf.setdefault(GLINER2_MODEL_TYPE, "bert")
+
+
+def _normalized_extractor_config(text_config_class):
+    """Optimum's normalized view of gliner2's ExtractorConfig, for ORTOptimizer.
+
+    ExtractorConfig describes the heads, not the encoder: it has no `num_attention_heads` or `hidden_size`,
+    and ORTOptimizer passes both to ONNX Runtime's `optimize_model`. 0 tells ONNX Runtime to read them from
+    the graph, which is right for every encoder family a GLiNER2 checkpoint can have.
+    """
+
+    class NormalizedExtractorConfig(text_config_class):
+        num_attention_heads = 0
+        hidden_size = 0
+
+    return NormalizedExtractorConfig
 
 
 def _gliner2_error_in_chain(error: BaseException):
@@ -230,3 +249,55 @@ def install_cli_error_reporting() -> None:
 
     run.__gliner2_wrapped__ = original_run
     ONNXExportCommand.run = run
+
+
+#: The variant name each `optimum-cli onnxruntime quantize` preset gives (`precision=` at load).
+_QUANTIZE_PRESETS = ("arm64", "avx2", "avx512", "avx512_vnni", "ppc64le")
+
+
+def _optimize_command_variant(args) -> str:
+    levels = [level for level in ("O1", "O2", "O3", "O4") if getattr(args, level, False)]
+    return levels[0].lower() if levels else "optimized"
+
+
+def _quantize_command_variant(args) -> str:
+    presets = [preset for preset in _QUANTIZE_PRESETS if getattr(args, preset, False)]
+    return f"int8_{presets[0]}" if presets else "quantized"
+
+
+def _wrap_onnxruntime_command(command_class, command: str, suffix: str, variant_of) -> None:
+    original_run = command_class.run
+    if getattr(original_run, "__gliner2_wrapped__", None):
+        return
+
+    @functools.wraps(original_run)
+    def run(self):
+        from pathlib import Path
+
+        from optimum_gliner2.bundle.format import METADATA_FILE, register_command_output
+
+        result = original_run(self)
+        source, output = Path(self.args.onnx_model), Path(self.args.output)
+        if (source / METADATA_FILE).is_file():
+            variant = variant_of(self.args)
+            recipe = {"tool": f"optimum-cli onnxruntime {command}", "suffix": suffix}
+            register_command_output(source, output, variant, suffix, recipe)
+            print(f"{output}: a GLiNER2 folder whose default variant is {variant!r} (the {suffix} graphs).")
+        return result
+
+    run.__gliner2_wrapped__ = original_run
+    command_class.run = run
+
+
+def install_onnxruntime_command_hooks() -> None:
+    """Make `optimum-cli onnxruntime optimize|quantize --onnx_model EXPORT -o OUT` leave a loadable OUT.
+
+    Those commands write `<graph>_optimized.onnx` / `<graph>_quantized.onnx` and Optimum's configs; for a GLiNER2
+    export the wrapper adds the GLiNER2 metadata, with the command's graphs as OUT's default variant. Called
+    from the `optimum.commands.register` hook at CLI start-up; imports no torch.
+    """
+    from optimum.commands.onnxruntime.optimize import ONNXRuntimeOptimizeCommand
+    from optimum.commands.onnxruntime.quantize import ONNXRuntimeQuantizeCommand
+
+    _wrap_onnxruntime_command(ONNXRuntimeOptimizeCommand, "optimize", "optimized", _optimize_command_variant)
+    _wrap_onnxruntime_command(ONNXRuntimeQuantizeCommand, "quantize", "quantized", _quantize_command_variant)

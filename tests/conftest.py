@@ -42,12 +42,12 @@ def variant(request) -> str:
     return request.param
 
 
-def export_with_optimum_cli(checkpoint, output) -> None:
-    """A plain `optimum-cli export onnx --model <checkpoint> <output>`, as a user runs it."""
+def export_with_optimum_cli(checkpoint, output, *options: str) -> None:
+    """A plain `optimum-cli export onnx [options] --model <checkpoint> <output>`, as a user runs it."""
     import subprocess
 
     completed = subprocess.run(
-        [sys.executable, "-m", "optimum.commands.optimum_cli", "export", "onnx", "--model", str(checkpoint), str(output)],
+        [sys.executable, "-m", "optimum.commands.optimum_cli", "export", "onnx", *options, "--model", str(checkpoint), str(output)],
         capture_output=True,
         text=True,
         timeout=900,

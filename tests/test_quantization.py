@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +62,8 @@ def variants_folder(exported_dirs, tmp_path_factory) -> Path:
     """The deberta_lstm export with every variant, made through the module's command line."""
     folder = _copy_export(exported_dirs["deberta_lstm"], tmp_path_factory.mktemp("variants") / "export")
     variants_command([str(folder), "--int8", "--fp16", "--optimize", "O2"])
-    variants.quantize_gliner2(folder, embeddings="int8_per_table", variant="int8_per_table")
+    variants.quantize_gliner2(folder, method="dynamic", variant="int8_dynamic")
+    variants.quantize_gliner2(folder, method="dynamic", embeddings="int8_per_table", variant="int8_per_table")
     return folder
 
 
@@ -94,7 +93,7 @@ def test_variants_side_by_side_load_by_precision(variants_folder):
     from optimum_gliner2 import ORTModelForGLiNER2
 
     bundle = GLiNER2OnnxBundle.load(variants_folder)
-    assert set(bundle.precisions) == {"fp32", "int8", "fp16", "o2", "int8_per_table"}
+    assert set(bundle.precisions) == {"fp32", "int8", "fp16", "o2", "int8_dynamic", "int8_per_table"}
     for precision in bundle.precisions:
         loaded = GLiNER2OnnxBundle.load(variants_folder, precision=precision)  # sizes checked for every file
         assert GLiNER2ONNXRuntime.from_pretrained(variants_folder, precision=precision).precision == precision
@@ -109,8 +108,21 @@ def test_variants_side_by_side_load_by_precision(variants_folder):
     assert not list(variants_folder.glob(".staging-*"))
 
 
-def test_int8_recipe_quantizes_linear_weights_per_channel_and_keeps_attention_fp32(variants_folder):
+def test_default_int8_quantizes_linear_weights_per_block_with_per_row_activations(variants_folder):
     model = onnx.load(str(variants_folder / "encoder_int8.onnx"))
+    op_types = [node.op_type for node in model.graph.node]
+    fp32_model = variants.load_without_identities(variants_folder / "encoder.onnx")
+    nbits = [node for node in model.graph.node if node.op_type == "MatMulNBits"]
+    assert len(nbits) == len(variants.weight_matmul_nodes(fp32_model))
+    attributes = {a.name: a.i for a in nbits[0].attribute}
+    assert attributes["bits"] == 8 and attributes["block_size"] == variants.DEFAULT_BLOCK_SIZE
+    assert attributes["accuracy_level"] == 4  # activations quantized per row and block: batch-independent
+    assert op_types.count("GatherBlockQuantized") == 1 and "DynamicQuantizeLinear" not in op_types
+    assert op_types.count("MatMul") >= 4  # attention (activation x activation) stays FP32
+
+
+def test_dynamic_int8_quantizes_linear_weights_per_channel_and_keeps_attention_fp32(variants_folder):
+    model = onnx.load(str(variants_folder / "encoder_int8_dynamic.onnx"))
     op_types = [node.op_type for node in model.graph.node]
     fp32_model = variants.load_without_identities(variants_folder / "encoder.onnx")
     assert op_types.count("MatMulInteger") == len(variants.weight_matmul_nodes(fp32_model))
@@ -119,6 +131,15 @@ def test_int8_recipe_quantizes_linear_weights_per_channel_and_keeps_attention_fp
     assert op_types.count("MatMul") >= 4
     scales = [init for init in model.graph.initializer if init.name.endswith("_scale") and len(init.dims) == 1]
     assert scales and all(init.dims[0] > 1 for init in scales)  # one scale per output channel
+
+
+def test_int8_method_and_table_combinations_are_checked(variants_folder, tmp_path):
+    with pytest.raises(ValueError, match="method must be one of"):
+        variants.quantize_gliner2(variants_folder, method="static", output_dir=tmp_path / "a")
+    with pytest.raises(ValueError, match="power of two"):
+        variants.quantize_gliner2(variants_folder, block_size=24, output_dir=tmp_path / "b")
+    with pytest.raises(ValueError, match="int8_per_table"):
+        variants.quantize_gliner2(variants_folder, embeddings="int8_per_table", output_dir=tmp_path / "c")
 
 
 def test_remaking_a_variant_and_copy_mode_keep_the_source_consistent(variants_folder, tmp_path):
@@ -162,28 +183,6 @@ def test_a_tampered_variant_file_is_refused(variants_folder, tmp_path):
     GLiNER2OnnxBundle.load(folder, precision="fp16")
 
 
-def test_optimum_cli_quantize_output_is_not_an_export_until_imported(exported_dirs, tmp_path):
-    """`optimum-cli onnxruntime quantize` runs on a plain export but writes no metadata; importing registers it.
-
-    (On a folder that already holds an INT8 or FP16 variant it fails: it quantizes every .onnx file.)
-    """
-    folder = _copy_export(exported_dirs["deberta_lstm"], tmp_path / "export")
-    output = tmp_path / "quantized"
-    completed = subprocess.run(
-        [sys.executable, "-m", "optimum.commands.optimum_cli", "onnxruntime", "quantize",
-         "--onnx_model", str(folder), "-o", str(output), "--avx2"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stderr[-2000:]
-    with pytest.raises(GLiNER2LoadError, match="no gliner2_onnx.json"):
-        GLiNER2OnnxBundle.load(output)
-    # It quantized the embedding table with one scale for the whole table.
-    encoder = onnx.load(str(output / "encoder_quantized.onnx"))
-    assert "DequantizeLinear" in [node.op_type for node in encoder.graph.node]
-    variants_command([str(folder), "--import-optimum-cli", str(output)])
-    assert GLiNER2ONNXRuntime.from_pretrained(folder, precision="int8_optimum_cli").precision == "int8_optimum_cli"
-
-
 # --------------------------------------------------------------------------------------------
 # Embedding table
 # --------------------------------------------------------------------------------------------
@@ -202,14 +201,15 @@ def test_default_int8_keeps_marker_rows_better_than_one_scale_per_table(variants
         return np.abs(variants.embedding_rows(variants_folder, precision, marker_ids) - reference).max(axis=1)
 
     assert variants.DEFAULT_EMBEDDINGS == "int8_per_row"
-    per_row, per_table = cosines("int8"), cosines("int8_per_table")
+    per_row, per_table = cosines("int8_dynamic"), cosines("int8_per_table")
     assert per_row.min() > per_table.min() and per_row.mean() > per_table.mean()
     assert per_row.min() > 0.9999
-    assert np.all(max_errors("int8") <= max_errors("int8_per_table"))
+    assert np.all(max_errors("int8_dynamic") <= max_errors("int8_per_table"))
+    np.testing.assert_allclose(cosines("int8"), per_row)  # the default variant stores the table the same way
     np.testing.assert_allclose(cosines("fp16"), 1.0, atol=1e-6)
     # Per row and per table store the table in the same bytes: the default costs no size.
-    sizes = {p: (variants_folder / f"encoder_{p}.onnx").stat().st_size for p in ("int8", "int8_per_table")}
-    assert abs(sizes["int8"] - sizes["int8_per_table"]) / sizes["int8_per_table"] < 0.02
+    sizes = {p: (variants_folder / f"encoder_{p}.onnx").stat().st_size for p in ("int8_dynamic", "int8_per_table")}
+    assert abs(sizes["int8_dynamic"] - sizes["int8_per_table"]) / sizes["int8_per_table"] < 0.02
 
 
 # --------------------------------------------------------------------------------------------

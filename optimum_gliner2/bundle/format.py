@@ -15,6 +15,9 @@ Metadata (format 2), as JSON:
     format_version, architecture ("span" or "boundary")
     graphs                  ARCHITECTURE_GRAPHS[architecture], the graphs every variant provides
     variants                {precision: {graph: file}}; "fp32" is the export itself
+    default_precision       (optional) the variant loaded by default, where it is not "fp32": a folder that
+                            `optimum-cli onnxruntime optimize/quantize` wrote holds only its own graphs
+    graph_optimization      (optional) the ORTOptimizer settings of `optimum-cli export onnx --optimize`
     variant_recipes         {precision: how the variant was made} (not for "fp32")
     files                   {file: {"size": bytes, "external_data": {file: bytes}}}
     tokenizer_file
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,11 +163,13 @@ def new_metadata(
     max_count: Optional[int] = None,
     counting_layer: Optional[str] = None,
     boundary_head: Optional[Mapping[str, Any]] = None,
+    graph_optimization: Optional[Mapping[str, Any]] = None,
 ) -> Dict[str, Any]:
     """The metadata of a finished export in `folder`, whose graphs and tokenizer are written.
 
     Span models give `max_width`, `max_count` and `counting_layer`; boundary models give
-    `boundary_head` with every key of BOUNDARY_HEAD_KEYS.
+    `boundary_head` with every key of BOUNDARY_HEAD_KEYS. `graph_optimization` records the ORTOptimizer
+    settings of an export made with `--optimize`.
 
     Raises:
         GLiNER2LoadError: If a value breaks the format (checked as a reader would check it).
@@ -189,6 +195,8 @@ def new_metadata(
         metadata.update(max_width=max_width, max_count=max_count, counting_layer=counting_layer)
     elif boundary_head is not None:
         metadata["boundary_head"] = {key: boundary_head[key] for key in BOUNDARY_HEAD_KEYS if key in boundary_head}
+    if graph_optimization:
+        metadata["graph_optimization"] = dict(graph_optimization)
     _check_metadata(metadata, folder / METADATA_FILE)
     return metadata
 
@@ -227,6 +235,27 @@ def write_metadata(folder: Path, metadata: Mapping[str, Any]) -> None:
     write_json_atomically(folder / METADATA_FILE, metadata)
 
 
+def exported_graph_files(metadata: Mapping[str, Any]) -> Mapping[str, str]:
+    """{graph: file} of the export itself (the "fp32" variant), which every derived variant starts from.
+
+    Raises:
+        GLiNER2LoadError: If the folder holds no FP32 graphs (the output of `optimum-cli onnxruntime
+            optimize/quantize`, which holds only the graphs that command made).
+    """
+    graphs = metadata["variants"].get(DEFAULT_PRECISION)
+    if graphs is None:
+        raise GLiNER2LoadError(
+            f"This folder holds only the {sorted(metadata['variants'])} graphs that an Optimum command made from "
+            f"an export, not the exported FP32 graphs: make variants from the original export folder instead."
+        )
+    return graphs
+
+
+def default_precision(metadata: Mapping[str, Any]) -> str:
+    """The variant a load without `precision` runs."""
+    return metadata.get("default_precision", DEFAULT_PRECISION)
+
+
 def with_variant(
     metadata: Mapping[str, Any], folder: Path, precision: str, new_graphs: Mapping[str, str], recipe: Mapping[str, Any]
 ) -> Dict[str, Any]:
@@ -237,7 +266,7 @@ def with_variant(
     unknown = set(new_graphs) - set(metadata["graphs"])
     if unknown:
         raise ValueError(f"Unknown graph names {sorted(unknown)}; this export has {metadata['graphs']}.")
-    graph_files = {**metadata["variants"][DEFAULT_PRECISION], **new_graphs}
+    graph_files = {**exported_graph_files(metadata), **new_graphs}
     files = {**metadata["files"], **{name: file_record(folder, name) for name in new_graphs.values()}}
     return {
         **metadata,
@@ -288,6 +317,8 @@ def _check_metadata(metadata: Any, path: Path) -> None:
         raise GLiNER2LoadError(f"{path}: 'variants' and 'files' must be JSON objects.")
     if not all(isinstance(graphs, dict) for graphs in variants.values()):
         raise GLiNER2LoadError(f"{path}: every variant must map graph names to files.")
+    if default_precision(metadata) not in variants:
+        raise GLiNER2LoadError(f"{path}: default_precision {default_precision(metadata)!r} is not one of its variants.")
 
 
 def _check_positive_int(value: Any, what: str) -> None:
@@ -384,19 +415,37 @@ class GLiNER2OnnxBundle:
         return tuple(self.metadata["variants"])
 
     @classmethod
-    def load(cls, folder: os.PathLike | str, precision: Optional[str] = None) -> "GLiNER2OnnxBundle":
+    def load(
+        cls, folder: os.PathLike | str, precision: Optional[str] = None, file_name: Optional[str] = None
+    ) -> "GLiNER2OnnxBundle":
         """Read and check an exported folder.
 
         Args:
             folder: The exported folder.
             precision: Which variant to use; defaults to `"fp32"`.
+            file_name: A graph file to run, as Optimum's `file_name=`: a file of a registered variant
+                selects that variant; a file that Optimum's ORTQuantizer or ORTOptimizer wrote into the
+                folder (`<graph>_<suffix>.onnx`) is run in place of that graph, with every other graph
+                that has a file of the same suffix (see `optimum_tool_graphs`).
 
         Raises:
-            GLiNER2LoadError: If the folder is incomplete, inconsistent or tampered with.
+            GLiNER2LoadError: If the folder is incomplete, inconsistent or tampered with, or `file_name`
+                is neither a registered graph file nor a graph written by Optimum's tools.
         """
         folder = Path(folder)
         metadata = read_metadata(folder)
-        precision = precision or DEFAULT_PRECISION
+        if file_name is not None:
+            registered = [name for name, graphs in metadata["variants"].items() if file_name in graphs.values()]
+            if registered and precision in (None, *registered):
+                precision = precision or registered[0]
+            elif precision is not None:
+                raise GLiNER2LoadError(
+                    f"file_name={file_name!r} is not a graph of the {precision!r} variant in {folder}; pass one "
+                    "of file_name or precision."
+                )
+            else:
+                return cls._with_optimum_tool_graphs(folder, metadata, file_name)
+        precision = precision or default_precision(metadata)
         variants = metadata["variants"]
         if precision not in variants:
             raise GLiNER2LoadError(f"{folder} has no {precision!r} variant; it has {sorted(variants)}.")
@@ -408,6 +457,98 @@ class GLiNER2OnnxBundle:
             graph_files[graph] = _checked_file(folder, name, metadata)
         tokenizer_file = _checked_file(folder, metadata.get("tokenizer_file", TOKENIZER_FILE), metadata)
         return cls(folder, metadata, precision, graph_files, tokenizer_file)
+
+
+    @classmethod
+    def _with_optimum_tool_graphs(cls, folder: Path, metadata: Mapping[str, Any], file_name: str) -> "GLiNER2OnnxBundle":
+        suffix, graph_files = optimum_tool_graphs(folder, metadata, file_name)
+        tokenizer_file = _checked_file(folder, metadata.get("tokenizer_file", TOKENIZER_FILE), metadata)
+        recipe = {"tool": "Optimum (ORTQuantizer / ORTOptimizer output)", "files": {g: p.name for g, p in graph_files.items()}}
+        described = {**metadata, _RECIPES: {**metadata.get(_RECIPES, {}), suffix: recipe}}
+        return cls(folder, described, suffix, graph_files, tokenizer_file)
+
+
+def variant_file_names(metadata: Mapping[str, Any], precision: str) -> list:
+    """The files a variant's graphs are stored in (external data included), as the metadata records them.
+
+    Raises:
+        GLiNER2LoadError: If the metadata has no such variant.
+    """
+    graphs = metadata["variants"].get(precision)
+    if graphs is None:
+        raise GLiNER2LoadError(f"This export has no {precision!r} variant; it has {sorted(metadata['variants'])}.")
+    names = []
+    for name in graphs.values():
+        names += [name, *metadata["files"].get(name, {}).get("external_data", {})]
+    return names
+
+
+def register_command_output(
+    source: Path, output: Path, precision: str, suffix: str, recipe: Mapping[str, Any]
+) -> Dict[str, Any]:
+    """Make `output` loadable: the folder where an Optimum command wrote `<graph>_<suffix>.onnx` for each graph of
+    the export `source` (`optimum-cli onnxruntime optimize` or `quantize`, which write no GLiNER2 metadata).
+
+    `output` gets the export's metadata with one variant, `precision`, which it loads by default, and the
+    export's own tokenizer.json (the command re-serialises the tokenizer, which need not match byte for byte).
+
+    Raises:
+        GLiNER2LoadError: If the command did not write a graph of every kind the export has.
+    """
+    metadata = read_metadata(source)
+    graphs = {graph: f"{Path(name).stem}_{suffix}.onnx" for graph, name in exported_graph_files(metadata).items()}
+    missing = sorted(name for name in graphs.values() if not (output / name).is_file())
+    if missing:
+        raise GLiNER2LoadError(f"{output} lacks {missing}: the command did not write every graph of {source}.")
+    tokenizer_file = metadata.get("tokenizer_file", TOKENIZER_FILE)
+    shutil.copyfile(source / tokenizer_file, output / tokenizer_file)
+    described = {
+        **metadata,
+        "variants": {precision: graphs},
+        "default_precision": precision,
+        _RECIPES: {precision: dict(recipe)},
+        "files": {name: file_record(output, name) for name in [*graphs.values(), tokenizer_file]},
+    }
+    write_metadata(output, described)
+    return described
+
+
+def optimum_tool_suffix(fp32_files: Mapping[str, str], file_name: str) -> Optional[str]:
+    """The suffix Optimum's tools gave `file_name` (`encoder_quantized.onnx` -> "quantized"), or None when it
+    is not `<FP32 graph stem>_<suffix>.onnx`."""
+    stem = Path(file_name).stem
+    graph_stems = [Path(name).stem for name in fp32_files.values() if stem.startswith(Path(name).stem + "_")]
+    if not graph_stems:
+        return None
+    return stem[len(max(graph_stems, key=len)) + 1 :]  # the longest: "count_embed_x" is not graph "count"'s
+
+
+def optimum_tool_graphs(folder: Path, metadata: Mapping[str, Any], file_name: str):
+    """(suffix, {graph: path}) for a graph file that Optimum's ORTQuantizer or ORTOptimizer wrote.
+
+    Those tools name their output `<input stem>_<suffix>.onnx` ("quantized", "optimized" by default). The
+    graph is the one whose FP32 file has that stem; each other graph runs its own `_<suffix>` file where
+    the tool made one (e.g. `optimum-cli onnxruntime quantize` does every graph), and its FP32 file
+    otherwise. Such files carry no recorded size: the user named them.
+
+    Raises:
+        GLiNER2LoadError: If `file_name` does not exist in `folder` or is not named after an FP32 graph.
+    """
+    fp32_files = exported_graph_files(metadata)
+    path = resolve_inside(folder, file_name)
+    suffix = optimum_tool_suffix(fp32_files, file_name)
+    if not path.is_file() or suffix is None:
+        made_by_tools = sorted(p.name for p in folder.glob("*_*.onnx") if p.name not in metadata["files"])
+        raise GLiNER2LoadError(
+            f"file_name={file_name!r} is neither a graph of a variant in {folder} ({sorted(metadata['variants'])}) nor "
+            f"an existing <graph>_<suffix>.onnx written by Optimum's ORTQuantizer/ORTOptimizer (graphs: "
+            f"{sorted(fp32_files)}; unregistered graph files there: {made_by_tools or 'none'})."
+        )
+    graph_files = {}
+    for name, fp32_name in fp32_files.items():
+        tool_output = path.parent / f"{Path(fp32_name).stem}_{suffix}.onnx"
+        graph_files[name] = tool_output if tool_output.is_file() else _checked_file(folder, fp32_name, metadata)
+    return suffix, graph_files
 
 
 def _checked_file(folder: Path, name: str, metadata: Mapping[str, Any]) -> Path:

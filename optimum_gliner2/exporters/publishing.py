@@ -9,6 +9,7 @@ a loadable folder.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import logging
 import os
 from pathlib import Path
@@ -82,7 +83,21 @@ def _metadata(output_dir: Path, onnx_files: Dict[str, str], submodels, report) -
         opset=_onnx_opset(output_dir / onnx_files["encoder"]),
         exporter_versions=_versions(),
         validation=report,
+        **_graph_optimization(output_dir),
     )
+
+
+def _graph_optimization(output_dir: Path) -> dict:
+    """`optimum-cli export onnx --optimize O2` runs ORTOptimizer over the graphs in place, before validation, and
+    leaves Optimum's ort_config.json: recorded so that the folder says its FP32 graphs are optimized ones."""
+    ort_config = output_dir / "ort_config.json"
+    if not ort_config.is_file():
+        return {}
+    try:
+        optimization = json.loads(ort_config.read_text(encoding="utf-8")).get("optimization") or {}
+    except ValueError:
+        return {}
+    return {"graph_optimization": optimization} if optimization else {}
 
 
 #: The shortest text the boundary_head graph reproduces exactly: its candidate pool is built with

@@ -9,7 +9,7 @@ share the FP32 head files. An interrupted run leaves the folder loadable, withou
 
 | variant | made by | what changes |
 |---|---|---|
-| `int8` | Optimum `ORTQuantizer`, dynamic | encoder Linear weights INT8 per channel, embedding table per `embeddings` |
+| `int8` | ONNX Runtime's MatMulNBits quantizer (`method="per_row"`), or Optimum `ORTQuantizer` dynamic (`method="dynamic"`) | encoder Linear weights INT8 (per block of 32 inputs / per channel), activations per row / per call, embedding table per `embeddings` |
 | `fp16` | onnxconverter-common, `keep_io_types=True` | encoder Linear weights and embedding table FP16, the rest FP32 |
 | `o1` `o2` `o3` | Optimum `ORTOptimizer` | encoder graph fused at that level (deberta-v2 and BERT use ORT's "bert" fusions) |
 
@@ -28,8 +28,11 @@ from optimum_gliner2.variants.graphs import (
     word_embedding_gather,
 )
 from optimum_gliner2.variants.int8 import (
+    DEFAULT_BLOCK_SIZE,
     DEFAULT_EMBEDDINGS,
+    DEFAULT_METHOD,
     EMBEDDING_STORAGES,
+    INT8_METHODS,
     QUANTIZATION_TARGETS,
     quantize_gliner2,
 )
@@ -37,7 +40,10 @@ from optimum_gliner2.variants.optimize import OPTIMIZATION_LEVELS, optimize_glin
 from optimum_gliner2.variants.registry import optimum_cli_quantized_files, import_variant
 
 __all__ = [
+    "DEFAULT_BLOCK_SIZE",
     "DEFAULT_EMBEDDINGS",
+    "DEFAULT_METHOD",
+    "INT8_METHODS",
     "EMBEDDING_STORAGES",
     "OPTIMIZATION_LEVELS",
     "optimum_cli_quantized_files",

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from optimum_gliner2.variants.fp16 import convert_gliner2_to_fp16
-from optimum_gliner2.variants.int8 import DEFAULT_EMBEDDINGS, quantize_gliner2
+from optimum_gliner2.variants.int8 import DEFAULT_EMBEDDINGS, DEFAULT_METHOD, quantize_gliner2
 from optimum_gliner2.variants.optimize import optimize_gliner2
 
 
@@ -18,6 +18,7 @@ def add_variants(
     fp16: bool = True,
     optimize: Optional[str] = None,
     embeddings: str = DEFAULT_EMBEDDINGS,
+    int8_method: str = DEFAULT_METHOD,
 ) -> Path:
     """Add the INT8, FP16 and/or optimized variants to an exported folder, in place.
 
@@ -27,13 +28,14 @@ def add_variants(
         fp16: Add the `"fp16"` variant (`convert_gliner2_to_fp16`).
         optimize: Also add an optimized variant at this level (`"O1"`, `"O2"`, `"O3"`; `optimize_gliner2`).
         embeddings: Embedding-table storage of the INT8 variant.
+        int8_method: How the INT8 variant quantizes the Linear layers (`quantize_gliner2`'s `method`).
 
     Returns:
         The folder.
     """
     folder = Path(folder)
     if int8:
-        quantize_gliner2(folder, embeddings=embeddings)
+        quantize_gliner2(folder, embeddings=embeddings, method=int8_method)
     if fp16:
         convert_gliner2_to_fp16(folder)
     if optimize:

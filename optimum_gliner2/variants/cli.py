@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 
 from optimum_gliner2.bundle.format import GLiNER2OnnxBundle
 from optimum_gliner2.variants.all_in_one import add_variants, export_all_variants
-from optimum_gliner2.variants.int8 import DEFAULT_EMBEDDINGS, EMBEDDING_STORAGES
+from optimum_gliner2.variants.int8 import DEFAULT_EMBEDDINGS, DEFAULT_METHOD, EMBEDDING_STORAGES, INT8_METHODS
 from optimum_gliner2.variants.optimize import OPTIMIZATION_LEVELS
 from optimum_gliner2.variants.registry import optimum_cli_quantized_files, import_variant
 
@@ -29,22 +29,35 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--int8", action="store_true", help="Add the 'int8' variant.")
     parser.add_argument("--fp16", action="store_true", help="Add the 'fp16' variant.")
     parser.add_argument("--optimize", choices=OPTIMIZATION_LEVELS, help="Add an optimized variant ('o1', 'o2', 'o3').")
+    parser.add_argument("--int8-method", choices=INT8_METHODS, default=DEFAULT_METHOD,
+                        help=f"How --int8 quantizes the Linear layers (default {DEFAULT_METHOD}: batch-independent).")
     parser.add_argument("--embeddings", choices=EMBEDDING_STORAGES, default=DEFAULT_EMBEDDINGS,
                         help=f"Embedding-table storage of the INT8 variant (default {DEFAULT_EMBEDDINGS}).")
     parser.add_argument("--import-optimum-cli", type=Path, metavar="OUT_Q",
                         help="Register the *_quantized.onnx graphs `optimum-cli onnxruntime quantize` wrote to OUT_Q "
-                             "as the variant 'int8_optimum_cli'.")  # fmt: skip
+                             "as a variant of FOLDER (named by --variant-name).")  # fmt: skip
+    parser.add_argument("--variant-name", default="int8_optimum_cli",
+                        help="Name of the variant --import-optimum-cli registers (default int8_optimum_cli).")
     args = parser.parse_args(argv)
     if not (args.int8 or args.fp16 or args.optimize or args.model or args.import_optimum_cli):
         parser.error("nothing to do: pass --int8, --fp16, --optimize, --import-optimum-cli and/or --model.")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    variants = dict(int8=args.int8, fp16=args.fp16, optimize=args.optimize, embeddings=args.embeddings)
+    variants = dict(
+        int8=args.int8, fp16=args.fp16, optimize=args.optimize, embeddings=args.embeddings, int8_method=args.int8_method
+    )
     if args.model:
         export_all_variants(args.model, args.folder, **variants)
     else:
         add_variants(args.folder, **variants)
     if args.import_optimum_cli:
         files = optimum_cli_quantized_files(args.folder, args.import_optimum_cli)
-        import_variant(args.folder, "int8_optimum_cli", {g: p for g, p in files.items() if p.is_file()})
+        found = {graph: path for graph, path in files.items() if path.is_file()}
+        if not found:
+            parser.error(
+                f"--import-optimum-cli: {args.import_optimum_cli} holds none of "
+                f"{sorted(path.name for path in files.values())}; point it at the -o folder of "
+                f"`optimum-cli onnxruntime quantize --onnx_model {args.folder} -o OUT_Q`."
+            )
+        import_variant(args.folder, args.variant_name, found)
     precisions = GLiNER2OnnxBundle.load(args.folder).precisions
     print(f"{args.folder}: variants {', '.join(precisions)}")

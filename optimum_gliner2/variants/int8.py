@@ -1,4 +1,13 @@
-"""The INT8 variant: Optimum's `ORTQuantizer` (dynamic) on the Linear layers, and our embedding table.
+"""The INT8 variant: the Linear layers in 8 bits (ONNX Runtime's MatMulNBits, or Optimum's `ORTQuantizer`),
+and our embedding table.
+
+Two ways to quantize the Linear layers, chosen with `method=`:
+- "per_row" (default): ONNX Runtime's `MatMulNBits` with 8-bit weights in blocks along the input dimension
+  and accuracy level 4, which quantizes activations per row and block at run time. A token's numbers then
+  depend on that token's row only, so a text gets the same answer alone and in any batch.
+- "dynamic": Optimum's `ORTQuantizer` dynamic quantization. Activations get one scale per call, computed
+  over the whole padded batch, so a text's answer can change with its neighbours.
+The README's precision table has the measurements behind the default (`python -m benchmarks.precision`).
 
 Why not `optimum-cli onnxruntime quantize --avx2`: it quantizes all four graphs with one
 configuration, including the embedding Gather with a single scale for the whole table (the
@@ -36,6 +45,11 @@ EMBEDDING_STORAGES = ("fp32", "fp16", "int8_per_row", "int8_per_table")
 DEFAULT_EMBEDDINGS = "int8_per_row"
 #: Optimum's AutoQuantizationConfig presets usable for dynamic quantization.
 QUANTIZATION_TARGETS = ("avx2", "avx512", "avx512_vnni", "arm64")
+#: How the Linear layers are quantized (see the module docstring).
+INT8_METHODS = ("per_row", "dynamic")
+DEFAULT_METHOD = "per_row"
+#: Weights per scale in the "per_row" method, along the input dimension (a power of two, >= 16).
+DEFAULT_BLOCK_SIZE = 32
 
 
 def _store_embedding_table(model: onnx.ModelProto, storage: str) -> None:
@@ -131,9 +145,25 @@ def _quantize_graph(
     prepared.unlink()
 
 
+def _quantize_graph_per_row(source: Path, staging: VariantStaging, graph: str, *, block_size: int) -> None:
+    """ONNX Runtime's MatMulNBits quantizer on one graph's weight MatMuls: 8-bit symmetric weights per block,
+    activations quantized per row and block when the graph runs (accuracy level 4)."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    model = load_without_identities(source)
+    config = DefaultWeightOnlyQuantConfig(
+        block_size=block_size, is_symmetric=True, accuracy_level=4, bits=8, op_types_to_quantize=("MatMul",)
+    )
+    quantizer = MatMulNBitsQuantizer(model, nodes_to_include=weight_matmul_nodes(model), algo_config=config)
+    quantizer.process()
+    save_graph(quantizer.model.model, staging.path / staging.file_name(graph))
+
+
 def quantize_gliner2(
     folder: os.PathLike | str,
     *,
+    method: str = DEFAULT_METHOD,
+    block_size: int = DEFAULT_BLOCK_SIZE,
     embeddings: str = DEFAULT_EMBEDDINGS,
     per_channel: bool = True,
     quantize_heads: bool = False,
@@ -141,13 +171,18 @@ def quantize_gliner2(
     variant: str = "int8",
     output_dir: Optional[os.PathLike | str] = None,
 ) -> Path:
-    """Add an INT8 variant (dynamic quantization with Optimum's `ORTQuantizer`) to an exported folder.
+    """Add an INT8 variant to an exported folder.
 
-    The encoder's Linear weights are quantized to INT8 (per output channel by default); activations
-    are quantized on the fly. Attention's activation x activation MatMuls stay FP32.
+    The encoder's Linear weights are quantized to 8 bits and activations are quantized on the fly;
+    attention's activation x activation MatMuls stay FP32.
 
     Args:
         folder: A folder written by `optimum-cli export onnx`.
+        method: `"per_row"` (default: ONNX Runtime's MatMulNBits, 8-bit weights per block of `block_size`,
+            activations quantized per row, so answers do not depend on the batch) or `"dynamic"`
+            (Optimum's `ORTQuantizer`, one activation scale per padded batch; `per_channel` and `target`
+            apply to it only).
+        block_size: Weights per scale in the `"per_row"` method (a power of two, at least 16).
         embeddings: How the word-embedding table is stored, one of `EMBEDDING_STORAGES`. The default,
             `"int8_per_row"`, keeps gliner2's marker-token rows ([P], [E], [R], ...) at cosine >= 0.9999;
             `"int8_per_table"` is ORT's default and is documented as lossy.
@@ -174,13 +209,23 @@ def quantize_gliner2(
     """
     if embeddings not in EMBEDDING_STORAGES:
         raise ValueError(f"embeddings must be one of {EMBEDDING_STORAGES}, got {embeddings!r}.")
+    if method not in INT8_METHODS:
+        raise ValueError(f"method must be one of {INT8_METHODS}, got {method!r}.")
+    if block_size < 16 or block_size & (block_size - 1):
+        raise ValueError(f"block_size must be a power of two >= 16, got {block_size!r}.")
+    if method == "per_row" and embeddings == "int8_per_table":
+        raise ValueError('embeddings="int8_per_table" goes with method="dynamic" (it is ORTQuantizer\'s Gather).')
     folder = prepare_folder(folder, output_dir)
+
+    def quantize(graph: str, source: Path, with_table: bool) -> None:
+        if method == "per_row":
+            _quantize_graph_per_row(source, staging, graph, block_size=block_size)
+        else:
+            _quantize_graph(source, staging, graph, target=target, per_channel=per_channel, with_table=with_table)
+
     with VariantStaging(folder, variant) as staging:
         sources = fp32_graph_paths(folder)
-        _quantize_graph(
-            sources["encoder"], staging, "encoder",
-            target=target, per_channel=per_channel, with_table=embeddings == "int8_per_table",
-        )  # fmt: skip
+        quantize("encoder", sources["encoder"], embeddings == "int8_per_table")
         if embeddings in ("fp16", "int8_per_row"):
             staged = staging.path / staging.file_name("encoder")
             model = onnx.load(str(staged))
@@ -190,14 +235,21 @@ def quantize_gliner2(
         if quantize_heads:
             for graph, path in sources.items():
                 if graph != "encoder":
-                    _quantize_graph(path, staging, graph, target=target, per_channel=per_channel, with_table=False)
+                    quantize(graph, path, False)
                     new_graphs.append(graph)
-        recipe = {
-            "tool": "optimum.onnxruntime.ORTQuantizer (dynamic)",
-            "target": target,
-            "weights": f"Linear MatMul weights int8, {'per channel' if per_channel else 'per tensor'}",
-            "embeddings": embeddings,
-            "heads": "int8" if quantize_heads else "fp32",
-        }
+        if method == "per_row":
+            recipe = {
+                "tool": "onnxruntime MatMulNBitsQuantizer (bits=8, accuracy_level=4)",
+                "weights": f"Linear MatMul weights int8, symmetric, one scale per {block_size} inputs",
+                "activations": "int8 per row and block, at run time",
+            }
+        else:
+            recipe = {
+                "tool": "optimum.onnxruntime.ORTQuantizer (dynamic)",
+                "target": target,
+                "weights": f"Linear MatMul weights int8, {'per channel' if per_channel else 'per tensor'}",
+                "activations": "int8, one scale per call",
+            }
+        recipe.update(method=method, embeddings=embeddings, heads="int8" if quantize_heads else "fp32")
         staging.install(new_graphs, recipe)
     return folder

@@ -19,6 +19,7 @@ from typing import Any, Dict, Iterable, Mapping, Optional
 from optimum_gliner2.bundle.format import (
     DEFAULT_PRECISION,
     GLiNER2OnnxBundle,
+    exported_graph_files,
     external_data_files,
     read_metadata,
     with_variant,
@@ -58,7 +59,7 @@ def prepare_folder(folder: os.PathLike | str, output_dir: Optional[os.PathLike |
 
 def fp32_graph_paths(folder: Path) -> Dict[str, Path]:
     """{graph: path} of the exported (FP32) graphs of `folder`, the input of every variant."""
-    graphs = read_metadata(folder)["variants"][DEFAULT_PRECISION]
+    graphs = exported_graph_files(read_metadata(folder))
     return {graph: folder / file for graph, file in graphs.items()}
 
 
@@ -130,6 +131,8 @@ def import_variant(
     Raises:
         ValueError: If `graph_files` names a graph GLiNER2 exports do not have, or `variant` is `"fp32"`.
     """
+    if not graph_files:
+        raise ValueError(f"import_variant({variant!r}) got no graph files: nothing to register.")
     folder = prepare_folder(folder, None)
     known = read_metadata(folder)["graphs"]
     unknown = set(graph_files) - set(known)

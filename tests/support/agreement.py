@@ -57,7 +57,7 @@ def _paired_floats(expected: Any, actual: Any) -> Iterator[Tuple[float, float]]:
         yield expected, actual
 
 
-def _same_decoded(expected: Any, actual: Any) -> bool:
+def same_decoded(expected: Any, actual: Any) -> bool:
     return first_difference(expected, actual, atol=math.inf) is None
 
 
@@ -72,18 +72,14 @@ def corpus_agreement(reference: Dict[str, Any], model, cases: Sequence[Case] = C
     drifts: List[float] = []
     for case in cases:
         result = run_case(model, case)
-        fp32_items, variant_items = _items(reference[case.name]), _items(result)
-        confident = {
-            item for item in fp32_items.keys() | variant_items.keys()
-            if max(fp32_items.get(item, 0.0), variant_items.get(item, 0.0)) >= CONFIDENT
-        }
-        confident_kept += len(confident & fp32_items.keys() & variant_items.keys())
-        confident_total += len(confident)
+        kept, total = confident_kept_counts(reference[case.name], result)
+        confident_kept += kept
+        confident_total += total
         expected_units, actual_units = _units(case, reference[case.name]), _units(case, result)
         case_same = True
         for expected, actual in zip(expected_units, actual_units):
             texts_total += 1
-            if _same_decoded(expected, actual):
+            if same_decoded(expected, actual):
                 texts_same += 1
                 drifts.extend(abs(a - b) for a, b in _paired_floats(expected, actual))
             else:
@@ -107,7 +103,17 @@ def corpus_agreement(reference: Dict[str, Any], model, cases: Sequence[Case] = C
 CONFIDENT = 0.75
 
 
-def _items(result: Any, path: str = "", found: Optional[Dict[Tuple[str, str], float]] = None) -> Dict[Tuple[str, str], float]:
+def confident_kept_counts(expected: Any, actual: Any) -> Tuple[int, int]:
+    """(kept, total): items either result returns at confidence >= CONFIDENT, and how many of them both return."""
+    expected_items, actual_items = confident_items(expected), confident_items(actual)
+    confident = {
+        item for item in expected_items.keys() | actual_items.keys()
+        if max(expected_items.get(item, 0.0), actual_items.get(item, 0.0)) >= CONFIDENT
+    }  # fmt: skip
+    return len(confident & expected_items.keys() & actual_items.keys()), len(confident)
+
+
+def confident_items(result: Any, path: str = "", found: Optional[Dict[Tuple[str, str], float]] = None) -> Dict[Tuple[str, str], float]:
     """{(where, what): highest confidence} of every item in `result`.
 
     An item is a mapping with a float "confidence"; "what" is its other scalar content, so the same span
@@ -122,10 +128,10 @@ def _items(result: Any, path: str = "", found: Optional[Dict[Tuple[str, str], fl
             key = (path, json.dumps(content, sort_keys=True))
             found[key] = max(confidence, found.get(key, confidence))
         for key, value in result.items():
-            _items(value, f"{path}.{key}", found)
+            confident_items(value, f"{path}.{key}", found)
     elif isinstance(result, (list, tuple)):
         for value in result:
-            _items(value, f"{path}[]", found)
+            confident_items(value, f"{path}[]", found)
     return found
 
 
@@ -134,7 +140,7 @@ def batch_sensitivity(model) -> float:
     schema = SCHEMA_BUILDERS["mixed"](model.create_schema())
     batched = model.batch_extract(BATCH_TEXTS, schema, batch_size=len(BATCH_TEXTS), include_confidence=True)
     alone = [model.extract(text, schema, include_confidence=True) for text in BATCH_TEXTS]
-    return sum(_same_decoded(a, b) for a, b in zip(alone, batched)) / len(BATCH_TEXTS)
+    return sum(same_decoded(a, b) for a, b in zip(alone, batched)) / len(BATCH_TEXTS)
 
 
 def padded_token_batch(bundle: GLiNER2OnnxBundle, batch: int, length: int, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:

@@ -5,8 +5,9 @@ TasksManager only when the export command imports the exporters, so `optimum-cli
 """
 
 import optimum_gliner2
-from optimum_gliner2.optimum_glue import install_cli_error_reporting
+from optimum_gliner2.optimum_glue import install_cli_error_reporting, install_onnxruntime_command_hooks
 
 install_cli_error_reporting()
+install_onnxruntime_command_hooks()
 
 REGISTER_COMMANDS = []

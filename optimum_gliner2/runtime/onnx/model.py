@@ -8,7 +8,17 @@ from typing import Any, Dict, Optional, Sequence, Union
 
 from tokenizers import Tokenizer
 
-from optimum_gliner2.bundle.format import SPAN, GLiNER2OnnxBundle
+from optimum_gliner2.bundle.format import (
+    METADATA_FILE,
+    SPAN,
+    TOKENIZER_FILE,
+    GLiNER2OnnxBundle,
+    default_precision,
+    exported_graph_files,
+    optimum_tool_suffix,
+    read_metadata,
+    variant_file_names,
+)
 from optimum_gliner2.errors import GLiNER2LoadError
 from optimum_gliner2.runtime.api import GLiNER2Pipeline
 from optimum_gliner2.runtime.checks import check_model_location
@@ -25,6 +35,8 @@ def locate_export(
     token: Union[bool, str, None] = None,
     local_files_only: bool = False,
     force_download: bool = False,
+    precision: Optional[str] = None,
+    file_name: Optional[str] = None,
 ) -> Path:
     """The local folder of `model_id`: itself, or its hub snapshot (downloaded or cached).
 
@@ -37,6 +49,8 @@ def locate_export(
         subfolder: The export's folder inside `model_id`; only it is downloaded from the hub.
         revision, cache_dir, token, local_files_only, force_download: As in
             `huggingface_hub.snapshot_download`.
+        precision, file_name: What will be loaded; from the hub, only those graphs are downloaded
+            (with the metadata and tokenizer), not every variant of the repository.
 
     Returns:
         The folder of `model_id` (for a hub id, the snapshot's root; `subfolder` lies under it).
@@ -55,24 +69,60 @@ def locate_export(
             token=token,
             local_files_only=local_files_only,
             force_download=force_download,
+            precision=precision,
+            file_name=file_name,
         )
     return folder
 
 
-def _download_snapshot(repo_id: str, *, subfolder: str, local_files_only: bool, **hub_options: Any) -> Path:
+#: What every load needs besides the graphs; small, so fetched first.
+_SIDE_FILES = (METADATA_FILE, "config.json", TOKENIZER_FILE, "tokenizer_config.json", "special_tokens_map.json")
+
+
+def _download_snapshot(
+    repo_id: str, *, subfolder: str, precision: Optional[str], file_name: Optional[str], **hub_options: Any
+) -> Path:
+    """The repository's snapshot with the metadata, the tokenizer and the graphs of what will be loaded.
+
+    A repository may hold several variants (about 3 GB in all at full size): the metadata is fetched
+    first, and then only the graph files it names for `precision` (or those `file_name` selects).
+    """
+    prefix = f"{subfolder}/" if subfolder else ""
+    snapshot = _snapshot_with(repo_id, [prefix + name for name in _SIDE_FILES], hub_options)
+    try:
+        metadata = read_metadata(snapshot / subfolder)
+    except GLiNER2LoadError:
+        return snapshot  # not an export: loading says what is wrong with it
+    if file_name is not None and not any(file_name in graphs.values() for graphs in metadata["variants"].values()):
+        # Optimum's tools' outputs are not in the metadata: fetch `<graph>_<suffix>.onnx` where the repository has one.
+        fp32_files = exported_graph_files(metadata)
+        suffix = optimum_tool_suffix(fp32_files, file_name)
+        if suffix is None:
+            return snapshot  # loading names the problem
+        stems = [Path(name).stem for name in fp32_files.values()]
+        snapshot = _snapshot_with(repo_id, [f"{prefix}{stem}_{suffix}.onnx*" for stem in stems], hub_options)
+        fallbacks = [name for name in fp32_files.values() if not (snapshot / subfolder / f"{Path(name).stem}_{suffix}.onnx").is_file()]
+        names = [n for name in fallbacks for n in (name, *metadata["files"][name].get("external_data", {}))]
+    else:
+        names = variant_file_names(metadata, precision or _precision_of(metadata, file_name))
+    return _snapshot_with(repo_id, [prefix + name for name in names], hub_options)
+
+
+def _precision_of(metadata: Dict[str, Any], file_name: Optional[str]) -> str:
+    for precision, graphs in metadata["variants"].items():
+        if file_name in graphs.values():
+            return precision
+    return default_precision(metadata)
+
+
+def _snapshot_with(repo_id: str, allow_patterns: Sequence[str], hub_options: Dict[str, Any]) -> Path:
     # Imported here: a serving process that loads local folders never needs the hub client.
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
+    local_files_only = hub_options.get("local_files_only", False)
     try:
-        return Path(
-            snapshot_download(
-                repo_id,
-                local_files_only=local_files_only,
-                allow_patterns=[f"{subfolder}/*" if subfolder else "*"],
-                **hub_options,
-            )
-        )
+        return Path(snapshot_download(repo_id, allow_patterns=list(allow_patterns), **hub_options))
     except RevisionNotFoundError as error:
         raise GLiNER2LoadError(f"The hub repository {repo_id!r} has no revision {hub_options.get('revision')!r}.") from error
     except RepositoryNotFoundError as error:  # also gated and private repositories the token cannot see
@@ -138,6 +188,7 @@ class GLiNER2ONNXRuntime(GLiNER2Pipeline):
         model_dir: os.PathLike | str,
         *,
         precision: Optional[str] = None,
+        file_name: Optional[str] = None,
         providers: Optional[Union[ProviderSpec, Sequence[ProviderSpec]]] = None,
         session_options: Any = None,
         provider_options: Optional[Sequence[Dict[str, Any]]] = None,
@@ -153,6 +204,9 @@ class GLiNER2ONNXRuntime(GLiNER2Pipeline):
             model_dir: A folder written by `optimum-cli export onnx` (or `ORTModelForGLiNER2.save_pretrained`),
                 or the hub id of one.
             precision: The variant to run (`"fp32"` by default; `"int8"`, `"fp16"`, ... where exported).
+            file_name: A graph file to run instead, as Optimum's `file_name=`: a registered variant's file,
+                or a `<graph>_<suffix>.onnx` that Optimum's ORTQuantizer or ORTOptimizer saved into the
+                folder (`precision` then reports the suffix, e.g. `"quantized"`).
             providers: ONNX Runtime execution providers, e.g. `["CUDAExecutionProvider"]`; a single name
                 such as `"CPUExecutionProvider"` is one provider.
             session_options: An `onnxruntime.SessionOptions` for every session. Intra-op spinning is turned
@@ -169,8 +223,11 @@ class GLiNER2ONNXRuntime(GLiNER2Pipeline):
                 is not available in this onnxruntime install, or if the folder is incomplete,
                 inconsistent or tampered with.
         """
-        folder = locate_export(model_dir, revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
-        bundle = GLiNER2OnnxBundle.load(folder, precision=precision)
+        folder = locate_export(
+            model_dir, revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only,
+            precision=precision, file_name=file_name,
+        )  # fmt: skip
+        bundle = GLiNER2OnnxBundle.load(folder, precision=precision, file_name=file_name)
         tokenizer = load_tokenizer(bundle)
         backend = onnx_backend(bundle, providers=providers, session_options=session_options, provider_options=provider_options)
         return cls(bundle, backend, tokenizer, word_splitter=word_splitter)
