@@ -15,7 +15,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python $(SOURCES)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -c constraints.txt ".[test]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt ".[test,ray]"
 	touch $(STAMP)
 
 demo: $(STAMP)
