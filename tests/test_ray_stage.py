@@ -16,7 +16,7 @@ import pytest
 import ray
 
 from optimum_gliner2.ray import ERROR_COLUMN, OUTPUT_MANIFEST, RESULT_COLUMN, GLiNER2Stage, extract_dataset
-from optimum_gliner2.ray.dataset import input_format
+from optimum_gliner2.ray.dataset import actor_cpu_reservation, input_format
 from optimum_gliner2.runtime import GLiNER2ONNXRuntime, Schema
 from tests.support.parity_corpus import SENTENCES
 
@@ -267,3 +267,10 @@ def test_input_format_comes_from_the_suffixes(tmp_path):
         input_format([tmp_path])
     with pytest.raises(ValueError, match="does not exist"):
         input_format([tmp_path / "missing.parquet"])
+
+
+def test_actors_leave_one_cpu_for_reading_and_writing():
+    assert actor_cpu_reservation(num_actors=2, cpus_per_actor=1, cluster_cpus=4) == 1
+    assert actor_cpu_reservation(num_actors=2, cpus_per_actor=1, cluster_cpus=2) == 0.5
+    assert actor_cpu_reservation(num_actors=4, cpus_per_actor=2, cluster_cpus=8) == 1.75
+    assert actor_cpu_reservation(num_actors=1, cpus_per_actor=1, cluster_cpus=1) == 0

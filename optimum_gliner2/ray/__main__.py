@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
@@ -79,6 +80,11 @@ def run(args: argparse.Namespace) -> dict:
     folder = check_model_location(args.model)
     if folder is not None:  # a hub id is downloaded by each actor; a folder can be checked now
         GLiNER2OnnxBundle.load(folder, precision=args.precision)
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:/", str(args.output)):  # Path turns "s3://b" into "s3:/b"
+        raise GLiNER2InputError(
+            f"--output {args.output} must be a folder path (local, or shared storage mounted on every node): the "
+            "output is replaced by renaming folders; for object storage call extract_dataset(...).write_parquet(uri)"
+        )
     output = args.output.absolute()
     for source in args.input:
         if "://" not in source and output in (Path(source).absolute(), *Path(source).absolute().parents):

@@ -92,6 +92,8 @@ def extract_dataset(
         GLiNER2InputError: A bad schema or option.
     """
     ray = import_ray()
+    if not ray.is_initialized():  # Ray Data would start it on the first run; the CPU count is needed now
+        ray.init()
     check_positive(num_actors, "num_actors")
     check_positive(rows_per_batch, "rows_per_batch")
     decode_options = ("threshold", "include_confidence", "include_spans", "overlap_policy")
