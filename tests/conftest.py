@@ -58,13 +58,17 @@ def export_with_optimum_cli(checkpoint, output, *options: str) -> None:
 
 @pytest.fixture(scope="session")
 def exported_dirs(checkpoint_dirs, tmp_path_factory) -> dict:
-    """Every test variant exported once per session with a plain `optimum-cli export onnx` call."""
+    """Each test variant exported with a plain `optimum-cli export onnx` call, once per session, when
+    a test first asks for it (a run of a few test files exports only the variants they use)."""
     root = tmp_path_factory.mktemp("exported")
-    exported = {}
-    for name, checkpoint in checkpoint_dirs.items():
-        export_with_optimum_cli(checkpoint, root / name)
-        exported[name] = root / name
-    return exported
+
+    class _Exports(dict):
+        def __missing__(self, name):
+            export_with_optimum_cli(checkpoint_dirs[name], root / name)
+            self[name] = root / name
+            return self[name]
+
+    return _Exports()
 
 
 # -- GLiNER2.5 (boundary) fixtures ------------------------------------------------------------

@@ -104,6 +104,22 @@ def test_variant_tools_and_bundle_format_import_without_torch():
     run_without_torch("import optimum_gliner2.bundle, optimum_gliner2.variants\nfrom optimum_gliner2.variants.cli import main\n")
 
 
+RAY_STAGE = """
+from optimum_gliner2.ray import GLiNER2Stage
+from optimum_gliner2.runtime import Schema
+
+stage = GLiNER2Stage(sys.argv[1], Schema().entities(["person", "organization"]), intra_op_threads=1)
+output = stage({"id": [1, 2], "text": ["Tim Cook leads Apple in Cupertino.", "  "]})
+assert output["gliner2"][0].startswith('{"entities"') and output["gliner2_error"][0] is None, output
+assert output["gliner2"][1] is None and "empty" in output["gliner2_error"][1], output
+"""
+
+
+def test_ray_stage_runs_without_torch(exported_dirs):
+    """What a Ray actor runs: the stage imports only the runtime (Ray itself is not needed to call it)."""
+    run_without_torch(RAY_STAGE, str(exported_dirs["deberta_lstm"]))
+
+
 SERVE_BOUNDARY_METHODS = """
 from optimum_gliner2.runtime import GLiNER2InputError, GLiNER2ONNXRuntime
 
