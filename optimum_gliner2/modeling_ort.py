@@ -97,6 +97,12 @@ class ORTModelForGLiNER2(ORTParentMixin, ORTModel, GLiNER2Methods):
         return self.runtime.precision
 
     @property
+    def dtype(self):
+        """The torch dtype of the encoder's output, which the variant sets (FP32 heads would make Optimum's
+        `ORTParentMixin.dtype` warn that the parts differ)."""
+        return self.graphs["encoder"].dtype
+
+    @property
     def path(self) -> Path:
         """The encoder graph in use: what `ORTOptimizer.from_pretrained(model)` and `ORTQuantizer.from_pretrained(model)`
         work on. The heads are small and sit right before the thresholds, so Optimum's tools leave them be."""

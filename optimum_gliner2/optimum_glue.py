@@ -235,7 +235,7 @@ def install_cli_error_reporting() -> None:
     @functools.wraps(original_run)
     def run(self):
         try:
-            return original_run(self)
+            result = original_run(self)
         except Exception as error:
             gliner2_error = _gliner2_error_in_chain(error)
             if gliner2_error is None and isinstance(error, OSError) and error.filename:
@@ -246,9 +246,35 @@ def install_cli_error_reporting() -> None:
 
             print(f"Error: {gliner2_error}", file=sys.stderr)
             raise SystemExit(1) from error
+        _print_export_summary(getattr(self.args, "output", None))
+        return result
 
     run.__gliner2_wrapped__ = original_run
     ONNXExportCommand.run = run
+
+
+def _print_export_summary(output) -> None:
+    """After a GLiNER2 export: its graphs and sizes, the worst validation difference of each, and what next."""
+    from pathlib import Path
+
+    from optimum_gliner2.bundle.format import METADATA_FILE, read_metadata
+
+    if output is None or not (Path(output) / METADATA_FILE).is_file():
+        return
+    folder = Path(output)
+    metadata = read_metadata(folder)
+    worst: dict = {}
+    for record in metadata.get("validation", []):
+        worst[record["graph"]] = max(worst.get(record["graph"], 0.0), record["max_abs_diff"])
+    shapes = len(metadata.get("validation", []))
+    print(f"\nGLiNER2 ({metadata['architecture']}) exported to {folder} and validated against PyTorch at {shapes} shapes:")
+    for graph, name in metadata["variants"]["fp32"].items():
+        size = metadata["files"][name]["size"] + sum(metadata["files"][name].get("external_data", {}).values())
+        print(f"  {name:<24} {size / 1e6:9.1f} MB   max abs diff {worst.get(graph, float('nan')):.1e}")
+    print(
+        "Next: ORTModelForGLiNER2.from_pretrained(" + repr(str(folder)) + ") (or GLiNER2ONNXRuntime without torch); "
+        f"variants: python -m optimum_gliner2.variants {folder} --int8 --fp16"
+    )
 
 
 #: The variant name each `optimum-cli onnxruntime quantize` preset gives (`precision=` at load).

@@ -338,3 +338,46 @@ def test_char_splitter_matches_gliner2_on_cjk_text(model_class, torch_models, ex
         theirs.processor.word_splitter = whitespace_splitter
     # The splitter took effect: character words give spans inside what whitespace splitting keeps whole.
     assert [w for w, _, _ in ours.word_splitter(CJK_TEXTS[1])][:3] == ["北", "京", "是"]
+
+
+# -- What optimum-cli prints, and quiet FP16 loading ----------------------------------------------
+
+
+def test_optimum_cli_export_ends_with_a_summary_and_no_misleading_warnings(checkpoint_dirs, tmp_path):
+    import subprocess
+    import sys
+
+    output = tmp_path / "out"
+    completed = subprocess.run(
+        [sys.executable, "-m", "optimum.commands.optimum_cli", "export", "onnx", "--model", str(checkpoint_dirs["deberta_lstm"]), str(output)],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "batch_size other than 1" not in completed.stderr
+    assert "Constant folding" not in completed.stderr
+    summary = completed.stdout
+    assert f"exported to {output} and validated against PyTorch" in summary
+    for graph in ("encoder.onnx", "count_embed.onnx", "classifier.onnx", "span_scorer.onnx"):
+        assert graph in summary and "max abs diff" in summary
+    assert "ORTModelForGLiNER2.from_pretrained" in summary
+
+
+def test_loading_fp16_on_cpu_is_quiet(exported_dirs, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    from optimum_gliner2 import variants
+
+    folder = tmp_path / "export"
+    shutil.copytree(exported_dirs["deberta_lstm"], folder)
+    variants.convert_gliner2_to_fp16(folder)
+    script = (
+        "from optimum_gliner2 import ORTModelForGLiNER2\n"
+        f"model = ORTModelForGLiNER2.from_pretrained({str(folder)!r}, precision='fp16')\n"
+        "print(model.dtype, model.precision)\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "constant fold" not in completed.stderr and "ORTParentMixin.dtype" not in completed.stderr, completed.stderr
+    assert completed.stdout.strip() == "torch.float16 fp16"

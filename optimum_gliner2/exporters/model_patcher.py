@@ -223,6 +223,14 @@ def relative_positions_within_reach() -> contextlib.AbstractContextManager:
 BENIGN_TRACER_WARNINGS = (
     (r"torch\.tensor results are registered as constants", r"transformers\.modeling_attn_mask_utils"),
 )
+#: torch.onnx UserWarnings that mislead on a GLiNER2 export, silenced inside the export:
+#: - the GRU/LSTM batch-size warning: the count head's recurrent state starts at zeros inside the graph, and
+#:   validation runs every graph against PyTorch at several batch sizes, which is what the warning asks for;
+#: - "Only steps=1 can be constant folded": informational, the slices stay in the graph and are validated.
+MISLEADING_EXPORT_WARNINGS = (
+    r"Exporting a model to ONNX with a batch_size other than 1",
+    r"Constant folding - Only steps=1 can be constant folded",
+)
 
 
 @contextlib.contextmanager
@@ -239,6 +247,8 @@ def tracer_warnings_as_errors() -> Iterator[None]:
         warnings.simplefilter("always", torch.jit.TracerWarning)
         for message, module in BENIGN_TRACER_WARNINGS:
             warnings.filterwarnings("ignore", message=message, category=torch.jit.TracerWarning, module=module)
+        for message in MISLEADING_EXPORT_WARNINGS:
+            warnings.filterwarnings("ignore", message=message, category=UserWarning)
         show_other_warnings = warnings.showwarning
 
         def record_tracer_warnings(message, category, filename, lineno, file=None, line=None):

@@ -230,7 +230,11 @@ def _without_spinning_by_default(session_options: Optional[ort.SessionOptions]) 
     encoder's threads keep spinning while the head graphs run and take their cores (measured on
     2 CPUs, full-size model: 290 ms -> 225 ms per single-text call).
     """
-    session_options = session_options if session_options is not None else ort.SessionOptions()
+    if session_options is None:
+        session_options = ort.SessionOptions()
+        # Errors only: ONNX Runtime warns once per FP16 node it cannot constant-fold on CPU (a dozen lines for
+        # the fp16 variant, all harmless); a caller's own SessionOptions keep their log level.
+        session_options.log_severity_level = 3
     try:
         session_options.get_session_config_entry(ALLOW_SPINNING)
     except RuntimeError:  # not set by the caller
