@@ -19,7 +19,13 @@ import torch
 
 from optimum_gliner2.bundle.format import ARCHITECTURE_GRAPHS, BOUNDARY_HEAD_KEYS, METADATA_FILE, GLiNER2OnnxBundle
 from optimum_gliner2.errors import GLiNER2ExportError, GLiNER2LoadError
-from optimum_gliner2.exporters.validation import BOUNDARY_HEAD_CASES, boundary_head_case
+from optimum_gliner2.exporters.validation import (
+    BOUNDARY_HEAD_CASES,
+    EXPLICIT_SPAN_CASES,
+    RELATION_SCORER_CASES,
+    boundary_head_case,
+    explicit_spans_case,
+)
 from tests.support.checkpoint_factory import BOUNDARY_POOL_LIMIT_TEXT, CORPUS
 
 CLI = [sys.executable, "-m", "optimum.commands.optimum_cli", "export", "onnx", "--model"]
@@ -66,7 +72,9 @@ def test_plain_cli_export_writes_a_boundary_bundle(boundary_exported_dirs, bound
     head = bundle.boundary_head
     assert set(head) == set(BOUNDARY_HEAD_KEYS)
     for key in ("pair_temperature", "classification_temperature", "abstention_threshold", "overlap_policy",
-                "adaptive_threshold", "pool_size"):  # fmt: skip
+                "adaptive_threshold", "pool_size", "relation_temperature", "relation_heads_per_type",
+                "relation_tails_per_type", "relation_pair_cap", "relation_argument_proposal_threshold",
+                "enable_records"):  # fmt: skip
         assert head[key] == source[key], key
     assert head["min_words"] == 1  # the pool graph is exact down to one word: no host padding
     assert bundle.token_pooling == "first" and bundle.hidden_size > 0
@@ -157,6 +165,86 @@ def test_boundary_head_matches_gliner2_inside_extraction(boundary_model, head_se
     assert 1 in lengths and max(lengths) > 100
 
 
+def test_relation_scorer_signature_and_validation(boundary_exported_dirs):
+    folder = boundary_exported_dirs["boundary"]
+    session = _session(folder, "relation_scorer")
+    inputs = {node.name: (node.type, node.shape) for node in session.get_inputs()}
+    assert inputs["text_states"][1][:2] == ["batch_size", "num_words"]
+    assert inputs["relation_roles"][1][:3] == ["batch_size", "num_relations", 2]
+    assert inputs["pair_spans"] == ("tensor(int64)", ["num_pairs", 4])
+    assert {node.name: node.shape for node in session.get_outputs()} == {"relation_logits": ["num_pairs"]}
+    records = [r for r in GLiNER2OnnxBundle.load(folder).metadata["validation"] if r["graph"] == "relation_scorer"]
+    assert len(records) == len(RELATION_SCORER_CASES) >= 3
+    assert max(record["max_abs_diff"] for record in records) < 1e-4
+
+
+def test_explicit_spans_signature_and_validation(boundary_exported_dirs):
+    folder = boundary_exported_dirs["boundary"]
+    session = _session(folder, "explicit_spans")
+    inputs = {node.name: node.shape for node in session.get_inputs()}
+    assert inputs["spans"] == ["batch_size", "num_queries", "num_spans", 2]
+    assert inputs["span_mask"] == ["batch_size", "num_queries", "num_spans"]
+    outputs = {node.name: (node.type, node.shape) for node in session.get_outputs()}
+    assert outputs["span_logits"] == ("tensor(float)", ["batch_size", "num_queries", "num_spans"])
+    assert outputs["span_outside_pool"] == ("tensor(bool)", ["batch_size", "num_queries", "num_spans"])
+    records = [r for r in GLiNER2OnnxBundle.load(folder).metadata["validation"] if r["graph"] == "explicit_spans"]
+    assert len({record["shape"] for record in records}) == len(EXPLICIT_SPAN_CASES) >= 3
+
+
+@pytest.mark.parametrize("word_counts,queries,spans", [((1,), 2, 1), ((9, 2), 3, 3), ((150,), 4, 8)])
+def test_explicit_spans_match_gliner2_and_report_spans_outside_the_pool(boundary_model, boundary_exported_dirs, word_counts, queries, spans):
+    session = _session(boundary_exported_dirs["boundary"], "explicit_spans")
+    generator = torch.Generator().manual_seed(sum(word_counts) + queries * 7 + spans)
+    with torch.inference_mode():
+        feeds, references = explicit_spans_case(boundary_model.boundary_head, boundary_model.hidden_size, word_counts, queries, spans, generator)
+    logits, outside = session.run(["span_logits", "span_outside_pool"], {k: v.numpy() for k, v in feeds.items()})
+    np.testing.assert_allclose(logits, references["span_logits"][0].numpy(), atol=1e-4, rtol=1e-4)
+    assert not outside.any()
+    if max(word_counts) > 100:
+        # 200 distinct spans cannot all fit a 192-slot pool: gliner2 raises, the graph says which.
+        starts = torch.arange(200) % (word_counts[0] - 3)
+        many = torch.stack((starts, starts + 1 + torch.arange(200) // (word_counts[0] - 3)), dim=-1).view(1, 1, 200, 2)
+        one_query = {
+            "text_states": feeds["text_states"], "text_mask": feeds["text_mask"],
+            "query_states": feeds["query_states"][:, :1], "query_mask": feeds["query_mask"][:, :1],
+        }  # fmt: skip
+        with pytest.raises(ValueError, match="explicit spans exceed the shared candidate pool"), torch.inference_mode():
+            boundary_model.boundary_head.score_explicit_spans(
+                one_query["text_states"], one_query["text_mask"].bool(), one_query["query_states"], one_query["query_mask"].bool(), many
+            )
+        mask = torch.ones(1, 1, 200, dtype=torch.long)
+        _, outside = session.run(None, {**{k: v.numpy() for k, v in one_query.items()}, "spans": many.numpy(), "span_mask": mask.numpy()})
+        assert outside.sum() == 200 - 192
+
+
+def test_relation_scorer_matches_gliner2_inside_extraction(boundary_model, boundary_exported_dirs):
+    """The pairs gliner2 itself scores (batches of mixed lengths, so padded word axes), through ONNX."""
+    session = _session(boundary_exported_dirs["boundary"], "relation_scorer")
+    calls = []
+    hook = boundary_model.relation_scorer.register_forward_hook(lambda _module, args, output: calls.append((args, output)))
+    try:
+        texts = ["Apple", *[line for line in CORPUS.strip().splitlines() if line.strip()][:5], BOUNDARY_POOL_LIMIT_TEXT]
+        boundary_model.batch_extract_relations(texts, ["works_for", "located_in", "founded"], batch_size=3)
+    finally:
+        hook.remove()
+    assert len(calls) == len(texts)
+    hidden = boundary_model.hidden_size
+    for (text_states, relation_queries, _candidates, pairs), output in calls:
+        # The directional relation query is the head marker's state, then the tail's.
+        roles = relation_queries.reshape(*relation_queries.shape[:2], 2, hidden)
+        spans = torch.stack((pairs.head_start, pairs.head_end, pairs.tail_start, pairs.tail_end), dim=-1)
+        feeds = {
+            "text_states": text_states.numpy(),
+            "relation_roles": roles.numpy(),
+            "pair_rows": pairs.batch_index.numpy(),
+            "pair_relations": pairs.relation_index.numpy(),
+            "pair_spans": spans.numpy(),
+        }
+        (logits,) = session.run(None, feeds)
+        np.testing.assert_allclose(logits, output.numpy(), atol=1e-4, rtol=1e-4)
+        assert len(logits) > 3
+
+
 def test_encoder_and_classifier_match_gliner2(boundary_model, boundary_exported_dirs):
     folder = boundary_exported_dirs["boundary"]
     generator = torch.Generator().manual_seed(3)
@@ -190,6 +278,7 @@ REFUSED_SETTINGS = {
     "soft_max_content": ({"content_soft_max_pool": True}, "content_soft_max_pool=True"),
     "query_attention": ({"query_attention_layers": 1}, "query_attention_layers=1"),
     "adaptive_without_count_head": ({"adaptive_threshold": True, "enable_count_head": False}, "adaptive_threshold"),
+    "no_relations": ({"enable_relations": False}, "enable_relations=False"),
 }
 
 

@@ -1,11 +1,13 @@
-"""GLiNER2.5 (boundary) models give gliner2's answers: entities and classification, batched and long.
+"""GLiNER2.5 (boundary) models give gliner2's answers: entities, classification and relations, batched and long.
 
 Three layers, each against gliner2 2.1's own BoundaryExtractor:
 - the host code alone (preprocessing, batching, candidate selection, decoding) on gliner2's PyTorch
   modules (tests/support/torch_backend.py TorchBoundaryBackend);
 - the exported ONNX bundle end to end, as a user runs it;
 - candidate selection against gliner2's `_group_scored_candidates` on random scores, adaptive
-  threshold included (the fixtures use the published head, where it is off).
+  threshold included (the fixtures use the published head, where it is off); relation pair
+  proposals against its `TypedRelationPairGenerator` and edge clean-up against its
+  `_deduplicate_relation_edges`, on random inputs with ties.
 
 Decoded texts, labels and offsets must be equal; confidences within 1e-4 (tests/support/parity.py).
 """
@@ -24,6 +26,7 @@ from tests.support.parity_corpus import (
     ENTITY_LABELS,
     MIXED_LENGTH_TEXTS,
     POOL_LIMIT_TEXTS,
+    RELATION_LABELS,
     SENTENCES,
     Case,
     run_case,
@@ -96,6 +99,26 @@ def test_parity_compares_real_answers(boundary_models, boundary_variant):
     assert sum(map(len, map(strings_in, low))) > sum(map(len, map(strings_in, high)))
 
 
+def _relation_counts(result) -> dict:
+    return {name: len(found) for name, found in result["relation_extraction"].items()}
+
+
+def test_relation_parity_compares_real_answers(boundary_models, boundary_variant):
+    """gliner2's relations on the corpus: several per text and per type, label- and threshold-dependent."""
+    model = boundary_models[boundary_variant]
+    default = [_relation_counts(result) for result in model.batch_extract_relations(list(SENTENCES), RELATION_LABELS)]
+    assert max(max(counts.values()) for counts in default) > 1, "some relation type must have several edges"
+    assert sum(sum(counts.values()) > 0 for counts in default) >= len(SENTENCES) // 3
+    low = model.batch_extract_relations(list(SENTENCES), RELATION_LABELS, threshold=0.3)
+    high = model.batch_extract_relations(list(SENTENCES), RELATION_LABELS, threshold=0.7)
+    assert sum(map(len, map(strings_in, low))) > sum(map(len, map(strings_in, high)))
+    by_type = [
+        [result["relation_extraction"][label] for result in model.batch_extract_relations(list(SENTENCES[:6]), [label])]
+        for label in RELATION_LABELS
+    ]
+    assert len({repr(found) for found in by_type}) > 1
+
+
 def test_abstention_fires_and_does_not(boundary_models, host_pipelines, boundary_variant):
     """The corpus runs gliner2's abstention both ways, so parity covers it."""
     backend = host_pipelines[boundary_variant].backend
@@ -116,6 +139,27 @@ def test_abstention_fires_and_does_not(boundary_models, host_pipelines, boundary
     finally:
         del backend.score_candidates
     assert 0 < sum(seen) < len(seen), f"{sum(seen)} of {len(seen)} queries abstain"
+
+
+def test_spans_outside_the_pool_raise_gliner2s_error(host_pipelines):
+    """gliner2 raises ValueError when explicit spans do not fit the pool; so does the runtime, when
+    the backend reports it (the graph's span_outside_pool; tests/test_boundary_export.py)."""
+    from tests.support.parity_corpus import _attribute_schema
+
+    pipeline = host_pipelines["boundary"]
+    backend = pipeline.backend
+    original = backend.score_explicit_spans
+
+    def overflowing(*arguments):
+        logits, outside = original(*arguments)
+        return logits, np.ones_like(outside)
+
+    backend.score_explicit_spans = overflowing
+    try:
+        with pytest.raises(ValueError, match=r"explicit spans exceed the shared candidate pool \(pool_size=192\)"):
+            pipeline.batch_extract(list(SENTENCES[:4]), _attribute_schema(pipeline.create_schema()), threshold=0.3)
+    finally:
+        del backend.score_explicit_spans
 
 
 def test_batched_equals_single_calls(onnx_models, boundary_variant):
@@ -139,7 +183,7 @@ def test_unsupported_tasks_are_refused_with_one_line(onnx_models, method, target
 def test_bundle_records_the_architecture(boundary_exported_dirs, onnx_models):
     model = onnx_models["boundary"]
     assert model.bundle.architecture == "boundary"
-    assert set(model.bundle.graph_files) == {"encoder", "boundary_head", "classifier"}
+    assert set(model.bundle.graph_files) == {"encoder", "boundary_head", "classifier", "relation_scorer", "explicit_spans"}
     assert model.engine.heads.default_overlap_policy == "disallow"
 
 
@@ -186,6 +230,7 @@ def test_candidate_selection_matches_gliner2(seed, adaptive):
         boundary_head = {
             "pair_temperature": 1.0, "classification_temperature": 1.0, "abstention_threshold": 0.5,
             "overlap_policy": "flat", "adaptive_threshold": adaptive, "pool_size": 192, "min_words": 1,
+            **RELATION_SETTINGS,
         }  # fmt: skip
 
     heads = BoundaryHeads(Settings())
@@ -196,6 +241,84 @@ def test_candidate_selection_matches_gliner2(seed, adaptive):
         theirs = grouped[0][query]
         assert [(start, end) for _, start, end in theirs] == [(c.start, c.end) for c in ours]
         assert [score for score, _, _ in theirs] == [c.probability for c in ours]
+
+
+RELATION_SETTINGS = {
+    "relation_temperature": 1.0, "relation_heads_per_type": 32, "relation_tails_per_type": 32,
+    "relation_pair_cap": 128, "relation_argument_proposal_threshold": 0.0, "enable_records": True,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_relation_pair_proposals_match_gliner2(seed):
+    """`propose_pairs` proposes gliner2's pairs, in its order, with its argument probabilities."""
+    import torch
+    from gliner2.models.base import QueryLayout
+    from gliner2.models.boundary.relations import RelationProposalSettings, RelationTypeSpec, TypedRelationPairGenerator
+    from gliner2.models.outputs import CandidateTensorBatch
+
+    from optimum_gliner2.runtime.decode import sigmoid
+    from optimum_gliner2.runtime.relations import RelationSettings, propose_pairs
+
+    rng = np.random.default_rng(seed)
+    queries, pool = int(rng.integers(2, 6)), int(rng.integers(1, 60))
+    # Distinct spans, as in a deduplicated pool.
+    keys = rng.choice(40 * 40, size=pool, replace=False)
+    candidates = np.stack((keys // 40, keys // 40 + 1 + keys % 40), axis=-1)
+    candidate_mask = rng.random(pool) < 0.85
+    # Rounded logits make exact ties in probabilities and in their products.
+    pair_logits = np.round(rng.normal(0, 1.5, size=(queries, pool)), 1).astype(np.float32)
+    settings = RelationSettings(int(rng.integers(1, 12)), int(rng.integers(1, 12)), int(rng.integers(1, 40)),
+                                float(rng.choice([0.0, 0.3, 0.5])), 1.0)  # fmt: skip
+    head, tail = (int(q) for q in rng.choice(queries, size=2, replace=False))
+
+    generator = TypedRelationPairGenerator(
+        RelationProposalSettings(settings.heads_per_type, settings.tails_per_type, settings.pair_cap, settings.argument_threshold)
+    )
+    theirs = generator.generate(
+        CandidateTensorBatch(
+            indices=torch.from_numpy(candidates).unsqueeze(0).unsqueeze(0).expand(1, queries, pool, 2),
+            proposal_logits=None,
+            pair_logits=torch.from_numpy(pair_logits).unsqueeze(0),
+            valid_mask=torch.from_numpy(candidate_mask).unsqueeze(0).unsqueeze(0).expand(1, queries, pool),
+            query_mask=torch.ones((1, queries), dtype=torch.bool),
+        ),
+        [QueryLayout(queries=())],
+        [RelationTypeSpec("r", head_query_ids=(head,), tail_query_ids=(tail,))],
+    )
+    ours = propose_pairs(candidates, candidate_mask, pair_logits[head], pair_logits[tail], settings, sigmoid)
+    expected = list(zip(theirs.head_start.tolist(), theirs.head_end.tolist(), theirs.tail_start.tolist(), theirs.tail_end.tolist()))
+    assert [(*pair.head, *pair.tail) for pair in ours] == expected
+    assert np.allclose([pair.head_probability for pair in ours], theirs.head_prob.numpy(), atol=1e-7)
+    assert np.allclose([pair.tail_probability for pair in ours], theirs.tail_prob.numpy(), atol=1e-7)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_relation_edge_clean_up_matches_gliner2(seed):
+    """`clean_edges` keeps gliner2's edges, in its order, on overlapping and repeated mentions."""
+    from gliner2.models.boundary.engine import BoundaryExtractor
+
+    from optimum_gliner2.runtime.relations import Edge, clean_edges
+
+    rng = np.random.default_rng(seed)
+    words = ["Tim", "Cook", "Apple", "apple", "Inc", "Palo", "Alto", "CEO"]
+    text_mentions = []
+    for _ in range(int(rng.integers(1, 8))):
+        start = int(rng.integers(0, 30))
+        length = int(rng.integers(1, 3))
+        text = " ".join(rng.choice(words, size=length))
+        text_mentions.append((text, start, start + int(rng.integers(1, 12)), float(np.float32(rng.random()))))
+    edges = [
+        Edge(float(np.float32(np.round(rng.random(), 2))), text_mentions[rng.integers(len(text_mentions))],
+             text_mentions[rng.integers(len(text_mentions))])
+        for _ in range(int(rng.integers(0, 10)))
+    ]  # fmt: skip
+    theirs = BoundaryExtractor._deduplicate_relation_edges(
+        [{"score": edge.score, "head": edge.head, "tail": edge.tail} for edge in edges]
+    )
+    assert [(edge.score, edge.head, edge.tail) for edge in clean_edges(edges)] == [
+        (edge["score"], edge["head"], edge["tail"]) for edge in theirs
+    ]
 
 
 def test_ort_model_for_gliner2_exports_and_runs_boundary(boundary_models, boundary_checkpoint_dirs, tmp_path):

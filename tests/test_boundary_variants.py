@@ -34,9 +34,10 @@ def test_variants_are_registered_with_the_boundary_graphs(boundary_variants):
     assert set(bundle.precisions) == {"fp32", "int8", "fp16", "o2"}
     for precision in bundle.precisions:
         graphs = GLiNER2OnnxBundle.load(folder, precision).graph_files
-        assert set(graphs) == {"encoder", "boundary_head", "classifier"}
-        # Only the encoder changes: the head and the classifier stay the FP32 graphs.
+        assert set(graphs) == {"encoder", "boundary_head", "classifier", "relation_scorer", "explicit_spans"}
+        # Only the encoder changes: the heads and the classifier stay the FP32 graphs.
         assert graphs["boundary_head"].name == "boundary_head.onnx"
+        assert graphs["relation_scorer"].name == "relation_scorer.onnx"
 
 
 def test_o2_is_exact(boundary_variants):
@@ -48,10 +49,15 @@ def test_o2_is_exact(boundary_variants):
 
 def test_fp16_keeps_most_answers(boundary_variants):
     folder, reference = boundary_variants
-    agreement = corpus_agreement(reference, GLiNER2ONNXRuntime.from_pretrained(folder, precision="fp16"), BOUNDARY_CASES)
-    assert agreement["texts_same"] / agreement["texts_total"] >= 0.8  # measured 98/113 (86.7%)
-    assert agreement["confident_kept"] / agreement["confident_total"] >= 0.95  # measured 138/140
-    assert agreement["max_drift"] < 0.03  # measured 0.0097
+    fp16 = GLiNER2ONNXRuntime.from_pretrained(folder, precision="fp16")
+    agreement = corpus_agreement(reference, fp16, BOUNDARY_CASES)
+    assert agreement["texts_same"] / agreement["texts_total"] >= 0.8  # measured 197/223 (88.3%)
+    assert agreement["confident_kept"] / agreement["confident_total"] >= 0.95  # measured 250/257
+    # Attribute confidences (a softmax over each group's labels, scored in a pool of their own)
+    # move most: up to 0.25 on the random fixtures; everything else stays within 0.03.
+    assert agreement["max_drift"] < 0.35  # measured 0.254
+    without_attributes = [case for case in BOUNDARY_CASES if "attribute" not in case.name]
+    assert corpus_agreement(reference, fp16, without_attributes)["max_drift"] < 0.03  # measured 0.021
 
 
 def test_int8_keeps_confident_items(boundary_variants):

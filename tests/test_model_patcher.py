@@ -226,3 +226,40 @@ def test_tracer_warnings_fail_the_block_and_name_the_line():
         from transformers.modeling_attn_mask_utils import AttentionMaskConverter
 
         torch.jit.trace(lambda mask: AttentionMaskConverter._expand_mask(mask, torch.float32), (torch.ones(2, 3),))
+
+
+@pytest.mark.parametrize("word_counts,queries,spans", [((1,), 1, 1), ((5, 2), 3, 2), ((60,), 2, 5), ((300,), 3, 4)])
+def test_explicit_span_injection_rewrite_changes_no_value(word_counts, queries, spans):
+    """The pool rewrite with injected spans scores them exactly as gliner2's score_explicit_spans."""
+    head = _boundary_head()
+    text_states, text_mask, query_states, query_mask = _head_inputs(word_counts, queries, seed=sum(word_counts) + spans)
+    generator = torch.Generator().manual_seed(queries)
+    lengths = torch.tensor(word_counts).view(-1, 1, 1)
+    starts = (torch.rand(len(word_counts), queries, spans, generator=generator) * lengths).long()
+    requested = torch.stack((starts, starts + 1 + (torch.rand(starts.shape, generator=generator) * (lengths - starts)).long()), -1)
+    with torch.inference_mode():
+        expected = head.score_explicit_spans(text_states, text_mask, query_states, query_mask, requested)
+        with boundary_head_rewrites():
+            rewritten = head.score_explicit_spans(text_states, text_mask, query_states, query_mask, requested)
+    assert torch.equal(rewritten, expected)
+
+
+@pytest.mark.parametrize("directional,biaffine", [(True, True), (False, False)])
+def test_relation_scorer_rewrite_changes_no_value(directional, biaffine):
+    from gliner2.models.boundary.relations import RelationPairBatch, SparseRelationScorer
+
+    torch.manual_seed(1)
+    scorer = SparseRelationScorer(48, relation_query_dim=96 if directional else 48, use_biaffine_content=biaffine).eval()
+    generator = torch.Generator().manual_seed(2)
+    text_states = torch.randn(3, 17, 48, generator=generator)
+    queries = torch.randn(3, 4, scorer.relation_query_dim, generator=generator)
+    starts = torch.randint(0, 16, (50, 2), generator=generator)
+    ends = starts + 1 + torch.randint(0, 2, (50, 2), generator=generator)
+    rows, relations = torch.randint(0, 3, (50,), generator=generator), torch.randint(0, 4, (50,), generator=generator)
+    unused = torch.zeros(50)
+    pairs = RelationPairBatch(rows, relations, starts[:, 0], ends[:, 0], starts[:, 1], ends[:, 1], unused, unused)
+    with torch.inference_mode():
+        expected = scorer(text_states, queries, None, pairs)
+        with boundary_head_rewrites():
+            rewritten = scorer(text_states, queries, None, pairs)
+    assert torch.equal(rewritten, expected)

@@ -122,6 +122,7 @@ def test_ray_stage_runs_without_torch(exported_dirs):
 
 SERVE_BOUNDARY_METHODS = """
 from optimum_gliner2.runtime import GLiNER2InputError, GLiNER2ONNXRuntime
+from optimum_gliner2.runtime.schema import AttributeGroup
 
 model = GLiNER2ONNXRuntime.from_pretrained(sys.argv[1])
 assert model.bundle.architecture == "boundary"
@@ -137,14 +138,17 @@ outputs = [
     model.extract_long(text * 20, schema, chunk_size=64, chunk_overlap=8), model.batch_extract_long(texts, schema),
     model.extract_entities_long(text, labels), model.batch_extract_entities_long(texts, labels),
     model.classify_text_long(text, tasks), model.batch_classify_text_long(texts, tasks),
+    model.extract_relations(text, ["works_for"]), model.batch_extract_relations_long(texts, ["works_for"]),
+    model.extract(text, model.create_schema().entities(labels).entity_attributes({"tone": AttributeGroup(["calm", "angry"])})),
+    model.extract(text, model.create_schema().structure("job").field("title").field("level", choices=["a", "b"])),
 ]
 assert all(isinstance(o, (dict, list)) for o in outputs)
 try:
-    model.extract_relations(text, ["works_for"])
+    model.extract_json(text, {"job": ["title", "level::[a|b]"]})
 except GLiNER2InputError as error:
     assert "not supported for GLiNER2.5" in str(error)
 else:
-    raise AssertionError("relations on a boundary bundle must be refused")
+    raise AssertionError("records on a boundary bundle must be refused")
 """
 
 

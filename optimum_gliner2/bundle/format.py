@@ -47,7 +47,7 @@ FORMAT_VERSION = 2
 #: field query; boundary models (GLiNER2.5) score a shared pool of candidate spans, built in-graph.
 ARCHITECTURE_GRAPHS = {
     "span": ("encoder", "count_embed", "classifier", "span_scorer"),
-    "boundary": ("encoder", "boundary_head", "classifier"),
+    "boundary": ("encoder", "boundary_head", "classifier", "relation_scorer", "explicit_spans"),
 }
 SPAN, BOUNDARY = "span", "boundary"
 #: Boundary-head settings that decoding on the host reads (gliner2's BoundaryHeadSettings names).
@@ -60,6 +60,12 @@ BOUNDARY_HEAD_KEYS = (
     "adaptive_threshold",
     "pool_size",
     "min_words",
+    "relation_temperature",
+    "relation_heads_per_type",
+    "relation_tails_per_type",
+    "relation_pair_cap",
+    "relation_argument_proposal_threshold",
+    "enable_records",
 )
 DEFAULT_PRECISION = "fp32"
 TOKENIZER_FILE = "tokenizer.json"
@@ -299,7 +305,7 @@ def _check_metadata(metadata: Any, path: Path) -> None:
     if metadata.get("graphs") != list(ARCHITECTURE_GRAPHS[architecture]):
         raise GLiNER2LoadError(
             f"{path}: a {architecture!r} export has the graphs {list(ARCHITECTURE_GRAPHS[architecture])}, "
-            f"not {metadata.get('graphs')!r}."
+            f"not {metadata.get('graphs')!r}. Export the checkpoint again with `optimum-cli export onnx`."
         )
     for key in ("max_width", "max_count", "hidden_size") if architecture == SPAN else ("hidden_size",):
         _check_positive_int(metadata.get(key), f"{path}: {key}")
@@ -329,18 +335,20 @@ def _check_positive_int(value: Any, what: str) -> None:
 def _check_boundary_head(head: Any, path: Path) -> None:
     if not isinstance(head, dict) or set(head) != set(BOUNDARY_HEAD_KEYS):
         raise GLiNER2LoadError(f"{path}: boundary_head must hold exactly {BOUNDARY_HEAD_KEYS}, got {head!r}.")
-    for key in ("pair_temperature", "classification_temperature", "abstention_threshold"):
+    for key in ("pair_temperature", "classification_temperature", "abstention_threshold", "relation_temperature",
+                "relation_argument_proposal_threshold"):  # fmt: skip
         value = head[key]
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not value == value:
             raise GLiNER2LoadError(f"{path}: boundary_head.{key} must be a number, got {value!r}.")
-    for key in ("pair_temperature", "classification_temperature"):
+    for key in ("pair_temperature", "classification_temperature", "relation_temperature"):
         if head[key] <= 0:
             raise GLiNER2LoadError(f"{path}: boundary_head.{key} must be positive, got {head[key]!r}.")
-    if not isinstance(head["adaptive_threshold"], bool):
-        raise GLiNER2LoadError(f"{path}: boundary_head.adaptive_threshold must be true or false.")
+    for key in ("adaptive_threshold", "enable_records"):
+        if not isinstance(head[key], bool):
+            raise GLiNER2LoadError(f"{path}: boundary_head.{key} must be true or false.")
     if not isinstance(head["overlap_policy"], str):
         raise GLiNER2LoadError(f"{path}: boundary_head.overlap_policy must be a string.")
-    for key in ("pool_size", "min_words"):
+    for key in ("pool_size", "min_words", "relation_heads_per_type", "relation_tails_per_type", "relation_pair_cap"):
         _check_positive_int(head[key], f"{path}: boundary_head.{key}")
 
 

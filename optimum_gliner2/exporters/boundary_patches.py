@@ -16,6 +16,10 @@ exporter bakes to the example's shapes, or that ONNX Runtime cannot run:
   word, runs the same graph. It also sorts with ONNX TopK while exporting (see `stable_order`).
 - `shared_pool_scorer_with_fixed_scale`: SharedPoolScorer divides by the square root of a traced
   width (a TracerWarning); the rewrite reads the width from the module.
+- `relation_scorer_without_baked_length`: SparseRelationScorer normalises the head-tail distance by
+  `float(max(length, 1))` and clamps positions to `max(length - 1, 0)` and `length`, where
+  `length` is the padded word axis: Python arithmetic on a traced size, baked silently at the
+  example's length. The rewrite derives every bound from the input tensors.
 
 Why padding keeps the pool exact: gliner2's pool is, in the end, the set of valid (start, end)
 keys, each with the best priority among its occurrences, ordered by (priority descending, key
@@ -36,6 +40,7 @@ from gliner2.models.boundary.constants import MASK_LOGIT
 from gliner2.models.boundary.encoding import BoundaryAttentionBlock
 from gliner2.models.boundary.indexing import gather_rows
 from gliner2.models.boundary.pool import DocumentCandidatePool, PooledCandidates, SharedPoolScorer
+from gliner2.models.boundary.relations import RelationPairBatch, SparseRelationScorer
 from torch.nn import functional as F
 
 from optimum_gliner2.exporters.patching import patched_attribute
@@ -267,11 +272,16 @@ def _shape_independent_pool_forward(
     return_stats: bool = False,
     generator: Optional[torch.Generator] = None,
 ) -> PooledCandidates:
-    """DocumentCandidatePool.forward at inference (no gold injection, no statistics), with every
-    top-k, quota and pool size fixed by the configuration instead of the input's shapes."""
-    if gold_pairs is not None or return_stats:
+    """DocumentCandidatePool.forward at inference (no statistics), with every top-k, quota and pool
+    size fixed by the configuration instead of the input's shapes.
+
+    Gold pairs are what gliner2's explicit-span scoring injects (always, above every other entry);
+    the random partial injection of training is not covered."""
+    if return_stats or (gold_pairs is not None and gold_injection_prob < 1.0):
         raise NotImplementedError("The export rewrite of the shared pool covers inference only.")
     entries = pool_entries(self, boundary_states, boundary_mask, query_mask, start_logits, end_logits)
+    if gold_pairs is not None and gold_mask is not None:
+        entries = _with_injected_pairs(entries, boundary_states, query_mask, gold_pairs, gold_mask)
     boundaries = entries.boundaries
     with torch.no_grad():
         pooled_keys, pooled_valid = _best_distinct_keys(
@@ -292,6 +302,29 @@ def _shape_independent_pool_forward(
         gold_mask=None,
         compat_logits=torch.where(pooled_valid, pooled_compat, torch.zeros_like(pooled_compat)),
         stats=None,
+    )
+
+
+def _with_injected_pairs(
+    entries: PoolEntries, boundary_states: torch.Tensor, query_mask: torch.Tensor, pairs: torch.Tensor, pair_mask: torch.Tensor
+) -> PoolEntries:
+    """`entries` plus each requested (start, end) pair [B, Q, S, 2] of an active query that lies
+    inside the boundaries, at gliner2's injection priority (above the quota band)."""
+    boundaries = torch.ones_like(boundary_states[0, :, 0], dtype=torch.long).sum()
+    inside = (pairs >= 0).all(-1) & (pairs < boundaries).all(-1)
+    valid = (pair_mask & query_mask.unsqueeze(-1) & inside).flatten(1)
+    safe = torch.minimum(pairs.clamp_min(0), boundaries - 1)
+    keys = (safe[..., 0] * boundaries + safe[..., 1]).flatten(1)
+    priorities = torch.full_like(keys, 0, dtype=entries.priorities.dtype) - MASK_LOGIT
+    return PoolEntries(
+        keys=torch.cat((keys, entries.keys), dim=-1),
+        priorities=torch.cat((priorities, entries.priorities), dim=-1),
+        valid=torch.cat((valid, entries.valid), dim=-1),
+        boundaries=entries.boundaries,
+        best_start=entries.best_start,
+        best_end=entries.best_end,
+        start_features=entries.start_features,
+        end_features=entries.end_features,
     )
 
 
@@ -368,14 +401,95 @@ def shared_pool_scorer_with_fixed_scale() -> contextlib.AbstractContextManager:
     return patched_attribute(SharedPoolScorer, "forward", _shared_pool_scorer_forward)
 
 
+# ---------------------------------------------------------------------------------------------
+# Relation scorer
+# ---------------------------------------------------------------------------------------------
+
+
+def _rows_and_length(states: torch.Tensor):
+    """Axes 0 and 1 of a [B, N, H] tensor as int64 0-d tensors, which the tracer keeps symbolic
+    (Python ints from `.shape` become constants once they meet Python arithmetic)."""
+    return (
+        torch.ones_like(states[:, 0, 0], dtype=torch.long).sum(),
+        torch.ones_like(states[0, :, 0], dtype=torch.long).sum(),
+    )
+
+
+def _relation_scorer_forward(
+    self: SparseRelationScorer,
+    boundary_states: torch.Tensor,
+    relation_query_states: torch.Tensor,
+    entity_candidates,
+    relation_pairs: RelationPairBatch,
+) -> torch.Tensor:
+    """SparseRelationScorer.forward (eval) with the word-axis length and the batch and relation
+    counts taken from the tensors instead of Python ints.
+
+    gliner2 returns early for no pairs or no relation query; here such inputs simply give an empty
+    or masked result, which is what the early returns return too."""
+    rows, length = _rows_and_length(boundary_states)
+    query_rows, relations = _rows_and_length(relation_query_states)
+    rows = torch.minimum(rows, query_rows)
+    batch_index, relation_index = relation_pairs.batch_index, relation_pairs.relation_index
+    pair_valid = (batch_index >= 0) & (batch_index < rows) & (relation_index >= 0) & (relation_index < relations)
+    if relation_pairs.pair_mask is not None:
+        pair_valid = pair_valid & relation_pairs.pair_mask
+    row = torch.minimum(batch_index.clamp_min(0), rows - 1)
+    relation = torch.minimum(relation_index.clamp_min(0), relations - 1)
+    last_word = (length - 1).clamp_min(0)
+
+    def state_at(position: torch.Tensor) -> torch.Tensor:
+        return boundary_states[row, torch.minimum(position.clamp_min(0), last_word)]
+
+    head_start, head_end = relation_pairs.head_start, relation_pairs.head_end
+    tail_start, tail_end = relation_pairs.tail_start, relation_pairs.tail_end
+    relation_states = relation_query_states[row, relation]
+    offset = (tail_start - head_start).to(boundary_states.dtype)
+    distance = offset.abs() / length.clamp_min(1).to(boundary_states.dtype)
+    features = torch.cat(
+        [
+            state_at(head_start),
+            state_at(head_end - 1),
+            state_at(tail_start),
+            state_at(tail_end - 1),
+            relation_states,
+            torch.sign(offset).unsqueeze(-1),
+            distance.unsqueeze(-1),
+        ],
+        dim=-1,
+    )
+    score = self.mlp(features).squeeze(-1)
+    if self.use_biaffine_content:
+        running = boundary_states.float().cumsum(1).to(boundary_states.dtype)
+        prefix = torch.cat((torch.zeros_like(running[:, :1]), running), dim=1)
+
+        def mean_state(start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
+            total = prefix[row, torch.minimum(end.clamp_min(0), length)] - prefix[row, torch.minimum(start.clamp_min(0), length)]
+            return total / (end - start).clamp_min(1).unsqueeze(-1).to(total.dtype)
+
+        head_content = self.head_content_projection(mean_state(head_start, head_end))
+        tail_content = self.tail_content_projection(mean_state(tail_start, tail_end))
+        gate = torch.sigmoid(self.relation_content_gate(relation_states))
+        biaffine = (head_content * gate * tail_content).sum(-1) / (self.hidden_size**0.5)
+        linear = self.content_linear(torch.cat((head_content, tail_content, relation_states), dim=-1)).squeeze(-1)
+        score = score + biaffine + linear
+    return score.masked_fill(~pair_valid, 0.0)
+
+
+def relation_scorer_without_baked_length() -> contextlib.AbstractContextManager:
+    """Patch SparseRelationScorer.forward with the tensor-bounded equivalent (eval mode)."""
+    return patched_attribute(SparseRelationScorer, "forward", _relation_scorer_forward)
+
+
 def boundary_head_rewrites() -> contextlib.AbstractContextManager:
-    """Every boundary-head rewrite above, for the duration of an export."""
+    """Every boundary-model rewrite above, for the duration of an export."""
     stack = contextlib.ExitStack()
     for rewrite in (
         boundary_shifts_without_writes,
         boundary_attention_without_eye,
         shape_independent_candidate_pool,
         shared_pool_scorer_with_fixed_scale,
+        relation_scorer_without_baked_length,
     ):
         stack.enter_context(rewrite())
     return stack

@@ -73,6 +73,7 @@ _UNEXPORTABLE_BOUNDARY_SETTINGS = (
     ("candidate_pool", ("shared",), "the per-query proposer is not exported"),
     ("content_soft_max_pool", (False,), "ONNX has no logcumsumexp"),
     ("query_attention_layers", (0,), "nn.MultiheadAttention's checks bake the query count into the trace"),
+    ("enable_relations", (True,), "a boundary bundle always has the relation_scorer graph"),
 )
 
 

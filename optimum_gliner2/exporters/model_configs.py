@@ -1,5 +1,5 @@
 """Optimum ONNX configs of the GLiNER2 graphs (see exporters/modeling.py for the layout): four for
-span models, three for boundary (GLiNER2.5) models, which share the encoder and classifier configs.
+span models, five for boundary (GLiNER2.5) models, which share the encoder and classifier configs.
 
 Every dimension that varies at serving time is a dynamic axis: batch, sequence length, number of
 tasks, fields (labels), label markers, words and queries. The dummy sizes differ from one another
@@ -20,7 +20,8 @@ from optimum_gliner2.exporters.loading import model_architecture
 from optimum_gliner2.exporters.model_patcher import GLiNER2ModelPatcher
 
 #: Dummy sizes of the head graphs' dynamic axes (all distinct, and distinct from batch 2 / sequence 16).
-HEAD_DUMMY_SIZES = {"num_tasks": 3, "num_fields": 4, "num_labels": 5, "num_words": 7, "num_queries": 6}
+HEAD_DUMMY_SIZES = {"num_tasks": 3, "num_fields": 4, "num_labels": 5, "num_words": 7, "num_queries": 6,
+                    "num_relations": 3, "num_pairs": 11, "num_spans": 5}  # fmt: skip
 
 
 class NormalizedGLiNER2Config(NormalizedConfig):
@@ -37,7 +38,9 @@ def gliner2_export_config(model) -> PretrainedConfig:
     """The dimensions every GLiNER2 OnnxConfig needs, gathered from a loaded gliner2 model."""
     encoder_config = model.encoder.config
     if model_architecture(model) == BOUNDARY:
-        head_dimensions = {"pool_size": model.boundary_head.shared_pool_builder.pool_size}
+        head_dimensions = {
+            "pool_size": model.boundary_head.shared_pool_builder.pool_size,
+        }
     else:
         head_dimensions = {"max_width": model.max_width, "max_count": model.count_embed.max_count}
     return PretrainedConfig(
@@ -82,15 +85,24 @@ class GLiNER2BoundaryHeadDummyInputGenerator(DummyInputGenerator):
 
     The example is shorter than the pool's top-k on purpose: the graph must not depend on it."""
 
-    SUPPORTED_INPUT_NAMES = ("text_states", "text_mask", "query_states", "query_mask")
+    SUPPORTED_INPUT_NAMES = ("text_states", "text_mask", "query_states", "query_mask", "spans", "span_mask")
 
     def __init__(self, task: str, normalized_config: NormalizedConfig, batch_size: int = 2, **kwargs):
         self.hidden_size = normalized_config.hidden_size
         self.batch_size = batch_size
         self.num_words = kwargs.get("num_words", HEAD_DUMMY_SIZES["num_words"])
         self.num_queries = kwargs.get("num_queries", HEAD_DUMMY_SIZES["num_queries"])
+        self.num_spans = kwargs.get("num_spans", HEAD_DUMMY_SIZES["num_spans"])
 
     def generate(self, input_name: str, framework: str = "pt", int_dtype: str = "int64", float_dtype: str = "fp32"):
+        if input_name in ("spans", "span_mask"):  # explicit_spans: requested spans inside the words
+            import torch
+
+            shape = (self.batch_size, self.num_queries, self.num_spans)
+            if input_name == "span_mask":
+                return torch.ones(shape, dtype=torch.long)
+            starts = torch.randint(0, self.num_words - 1, shape)
+            return torch.stack((starts, starts + 1 + torch.randint(0, 2, shape)), dim=-1)
         if input_name == "text_mask":
             return self.random_mask_tensor([self.batch_size, self.num_words], framework=framework, dtype=int_dtype)
         if input_name == "query_mask":  # every query real: a masked query would hide its scores
@@ -101,6 +113,36 @@ class GLiNER2BoundaryHeadDummyInputGenerator(DummyInputGenerator):
         return self.random_float_tensor(
             [self.batch_size, length, self.hidden_size], min_value=-2.0, max_value=2.0, framework=framework, dtype=float_dtype
         )
+
+
+class GLiNER2RelationScorerDummyInputGenerator(DummyInputGenerator):
+    """Word states, relation role markers and valid pairs (half-open spans inside the words) for
+    the relation scorer, shaped by HEAD_DUMMY_SIZES."""
+
+    SUPPORTED_INPUT_NAMES = ("text_states", "relation_roles", "pair_rows", "pair_relations", "pair_spans")
+
+    def __init__(self, task: str, normalized_config: NormalizedConfig, batch_size: int = 2, **kwargs):
+        self.hidden_size = normalized_config.hidden_size
+        self.batch_size = batch_size
+        self.sizes = {name: kwargs.get(name, size) for name, size in HEAD_DUMMY_SIZES.items()}
+
+    def generate(self, input_name: str, framework: str = "pt", int_dtype: str = "int64", float_dtype: str = "fp32"):
+        import torch
+
+        words, relations, pairs = self.sizes["num_words"], self.sizes["num_relations"], self.sizes["num_pairs"]
+        if input_name == "text_states":
+            shape = [self.batch_size, words, self.hidden_size]
+            return self.random_float_tensor(shape, min_value=-2.0, max_value=2.0, framework=framework, dtype=float_dtype)
+        if input_name == "relation_roles":
+            shape = [self.batch_size, relations, 2, self.hidden_size]
+            return self.random_float_tensor(shape, min_value=-2.0, max_value=2.0, framework=framework, dtype=float_dtype)
+        if input_name == "pair_rows":
+            return self.random_int_tensor([pairs], max_value=self.batch_size, framework=framework, dtype=int_dtype)
+        if input_name == "pair_relations":
+            return self.random_int_tensor([pairs], max_value=relations, framework=framework, dtype=int_dtype)
+        starts = torch.randint(0, words, (pairs, 2))
+        ends = starts + 1 + (torch.rand(pairs, 2) * (words - starts)).long()  # in (start, words]
+        return torch.stack((starts[:, 0], ends[:, 0], starts[:, 1], ends[:, 1]), dim=-1)
 
 
 class GLiNER2OnnxConfig(OnnxConfig):
@@ -225,12 +267,51 @@ class GLiNER2BoundaryHeadOnnxConfig(GLiNER2OnnxConfig):
         }
 
 
+class GLiNER2RelationScorerOnnxConfig(GLiNER2OnnxConfig):
+    """gliner2's relation scorer on host-proposed pairs; batch, words, relations and pairs are dynamic."""
+
+    DUMMY_INPUT_GENERATOR_CLASSES = (GLiNER2RelationScorerDummyInputGenerator,)
+    _graph_outputs = {"relation_logits": {0: "num_pairs"}}
+
+    @property
+    def inputs(self) -> Dict[str, Dict[int, str]]:
+        # pair_spans: head start, head end, tail start, tail end (half-open word boundaries).
+        return {
+            "text_states": {0: "batch_size", 1: "num_words"},
+            "relation_roles": {0: "batch_size", 1: "num_relations"},
+            "pair_rows": {0: "num_pairs"},
+            "pair_relations": {0: "num_pairs"},
+            "pair_spans": {0: "num_pairs"},
+        }
+
+
+class GLiNER2ExplicitSpansOnnxConfig(GLiNER2BoundaryHeadOnnxConfig):
+    """gliner2's explicit-span scoring (entity attributes, JSON choice fields): the boundary head's
+    inputs plus requested spans; batch, words, queries and spans are dynamic."""
+
+    _graph_outputs = {
+        "span_logits": {0: "batch_size", 1: "num_queries", 2: "num_spans"},
+        "span_outside_pool": {0: "batch_size", 1: "num_queries", 2: "num_spans"},
+    }
+    CANDIDATE_AXES: Dict[str, int] = {}
+
+    @property
+    def inputs(self) -> Dict[str, Dict[int, str]]:
+        return {
+            **super().inputs,
+            "spans": {0: "batch_size", 1: "num_queries", 2: "num_spans"},
+            "span_mask": {0: "batch_size", 1: "num_queries", 2: "num_spans"},
+        }
+
+
 ONNX_CONFIG_CLASSES = {
     "encoder": GLiNER2EncoderOnnxConfig,
     "count_embed": GLiNER2CountEmbedOnnxConfig,
     "classifier": GLiNER2ClassifierOnnxConfig,
     "span_scorer": GLiNER2SpanScorerOnnxConfig,
     "boundary_head": GLiNER2BoundaryHeadOnnxConfig,
+    "relation_scorer": GLiNER2RelationScorerOnnxConfig,
+    "explicit_spans": GLiNER2ExplicitSpansOnnxConfig,
 }
 
 

@@ -14,13 +14,29 @@ is exactly gliner2's `count_embed(fields, count)`. Running all C = max_count (20
 cost as much as a fifth of the encoder on short texts, for entity tasks that read instance 0 only
 (max_instances 1).
 
-A boundary model (GLiNER2.5) is exported as three graphs, also without Loop/If:
+A boundary model (GLiNER2.5) is exported as five graphs, also without Loop/If:
 
-    encoder        the same graph as for span models
-    boundary_head  words [B,L,H], text_mask [B,L], queries [B,Q,H], query_mask [B,Q]
-                   -> candidates [B,C,2], candidate_mask [B,C], pair_logits [B,Q,C],
-                      null_logits [B,Q], count_log_rates [B,Q]          (C = the pool size)
-    classifier     the same graph as for span models (gliner2 uses the same head)
+    encoder          the same graph as for span models
+    boundary_head    words [B,L,H], text_mask [B,L], queries [B,Q,H], query_mask [B,Q]
+                     -> candidates [B,C,2], candidate_mask [B,C], pair_logits [B,Q,C],
+                        null_logits [B,Q], count_log_rates [B,Q]          (C = the pool size)
+    classifier       the same graph as for span models (gliner2 uses the same head)
+    relation_scorer  words [B,L,H], relation_roles [B,R,2,H] (each relation's head and tail role
+                     markers), and P proposed pairs: pair_rows [P], pair_relations [P], pair_spans
+                     [P,4] (head start, head end, tail start, tail end, half-open) -> relation_logits [P]
+
+    explicit_spans   words, text_mask, queries, query_mask as boundary_head, and requested spans
+                     [B,Q,S,2] with span_mask [B,Q,S] -> span_logits [B,Q,S], span_outside_pool [B,Q,S]
+
+explicit_spans is gliner2's `score_explicit_spans` (entity attributes and JSON choice fields): the
+requested spans are injected into a pool built for those queries and scored inside it, since pooled
+candidates inform one another. gliner2 raises when a requested span does not fit the pool; the graph
+reports it in span_outside_pool and the host raises.
+
+The host proposes the relation pairs (a typed top-k over the pool, runtime/relations.py): which
+pairs exist depends on the scores, so it cannot be a fixed-shape graph. gliner2 normalises the
+head-tail distance by the padded word axis L of its own batch, so the host pads `words` to that
+length.
 
 The boundary head builds its shared candidate pool in-graph: the pool is a fixed-size top-k
 selection, which ONNX expresses without data-dependent shapes (exporters/boundary_patches.py).
@@ -119,6 +135,31 @@ class GLiNER2SpanScorerForExport(nn.Module):
         return {"span_logits": logits}
 
 
+def _pooled_scores(head, text_states, text_mask, query_states, query_mask, injected=None, injected_mask=None):
+    """BoundaryHead's shared pool and its [B, C, Q] scores (masks already bool); `injected` spans
+    [B, Q, S, 2] enter the pool first, as gliner2's explicit-span scoring injects them."""
+    encoding = head.boundary_encoder(text_states, text_mask)
+    marginals = head.boundary_query_head(encoding.states, encoding.mask, text_states, text_mask, query_states, query_mask)
+    injection = {} if injected is None else {"gold_pairs": injected, "gold_mask": injected_mask, "gold_injection_prob": 1.0}
+    pooled = head.shared_pool_builder(
+        encoding.states, encoding.mask, query_mask, marginals.start_logits, marginals.end_logits, **injection
+    )
+    pool_scores, _ = head.shared_pool_scorer(
+        encoding.states,
+        query_states,
+        query_mask,
+        pooled,
+        marginals.start_logits,
+        marginals.end_logits,
+        marginals.inside_prefix if head.use_inside_evidence else None,
+        text_mask.sum(dim=1),
+        text_states,
+        text_mask,
+        inside_prefix_mean=marginals.inside_prefix_mean,
+    )
+    return pooled, pool_scores
+
+
 class GLiNER2BoundaryHeadForExport(nn.Module):
     """gliner2's BoundaryHead at inference, shared candidate pool, returning what entity decoding reads.
 
@@ -142,26 +183,7 @@ class GLiNER2BoundaryHeadForExport(nn.Module):
     ) -> Dict[str, torch.Tensor]:
         head = self.boundary_head
         text_mask, query_mask = text_mask.bool(), query_mask.bool()
-        encoding = head.boundary_encoder(text_states, text_mask)
-        marginals = head.boundary_query_head(
-            encoding.states, encoding.mask, text_states, text_mask, query_states, query_mask
-        )
-        pooled = head.shared_pool_builder(
-            encoding.states, encoding.mask, query_mask, marginals.start_logits, marginals.end_logits
-        )
-        pool_scores, _ = head.shared_pool_scorer(
-            encoding.states,
-            query_states,
-            query_mask,
-            pooled,
-            marginals.start_logits,
-            marginals.end_logits,
-            marginals.inside_prefix if head.use_inside_evidence else None,
-            text_mask.sum(dim=1),
-            text_states,
-            text_mask,
-            inside_prefix_mean=marginals.inside_prefix_mean,
-        )
+        pooled, pool_scores = _pooled_scores(head, text_states, text_mask, query_states, query_mask)
         # Without an abstention head gliner2 never abstains: a null logit of -1e4 (probability 0)
         # never exceeds a threshold. Without a count head nothing reads the rates (export refuses
         # the adaptive threshold then): zeros. Either way every checkpoint has the same outputs.
@@ -176,12 +198,90 @@ class GLiNER2BoundaryHeadForExport(nn.Module):
         }
 
 
+class GLiNER2RelationScorerForExport(nn.Module):
+    """gliner2's SparseRelationScorer on pairs given as tensors (see the module docstring).
+
+    The relation query is built from the two role markers in the graph, as gliner2 builds it
+    (concatenated for directional relation states, else averaged), so the host need not know which.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.relation_scorer = model.relation_scorer
+        self.directional = bool(model.boundary_settings.directional_relation_states)
+        self.config = model.config
+
+    def forward(
+        self,
+        text_states: torch.Tensor,
+        relation_roles: torch.Tensor,
+        pair_rows: torch.Tensor,
+        pair_relations: torch.Tensor,
+        pair_spans: torch.Tensor,
+    ) -> Dict[str, torch.Tensor]:
+        from gliner2.models.boundary.relations import RelationPairBatch
+
+        # Argument confidences are carried for decoding only; the scorer never reads them.
+        unused_confidences = torch.zeros_like(pair_spans[:, 0], dtype=text_states.dtype)
+        pairs = RelationPairBatch(
+            batch_index=pair_rows,
+            relation_index=pair_relations,
+            head_start=pair_spans[:, 0],
+            head_end=pair_spans[:, 1],
+            tail_start=pair_spans[:, 2],
+            tail_end=pair_spans[:, 3],
+            head_prob=unused_confidences,
+            tail_prob=unused_confidences,
+        )
+        relation_queries = relation_roles.flatten(2) if self.directional else relation_roles.mean(dim=2)
+        return {"relation_logits": self.relation_scorer(text_states, relation_queries, None, pairs)}
+
+
+class GLiNER2ExplicitSpansForExport(nn.Module):
+    """gliner2's BoundaryHead.score_explicit_spans for the shared pool, reporting instead of raising
+    when a requested span does not fit the pool (see the module docstring)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.boundary_head = model.boundary_head
+        self.config = model.config
+
+    def forward(
+        self,
+        text_states: torch.Tensor,
+        text_mask: torch.Tensor,
+        query_states: torch.Tensor,
+        query_mask: torch.Tensor,
+        spans: torch.Tensor,
+        span_mask: torch.Tensor,
+    ) -> Dict[str, torch.Tensor]:
+        from gliner2.models.boundary.constants import MASK_LOGIT
+
+        head = self.boundary_head
+        text_mask, query_mask = text_mask.bool(), query_mask.bool()
+        starts, ends = spans[..., 0], spans[..., 1]
+        word_counts = text_mask.sum(dim=1)
+        legal = (starts >= 0) & (ends > starts) & (ends <= word_counts[:, None, None])
+        legal = legal & query_mask.unsqueeze(-1) & span_mask.bool()
+        pooled, pool_scores = _pooled_scores(head, text_states, text_mask, query_states, query_mask, spans, legal)
+        # [B, Q, S, C]: which pool slot holds each requested span.
+        found = (spans.unsqueeze(3) == pooled.indices[:, None, None]).all(-1) & pooled.mask[:, None, None]
+        slot = found.long().argmax(-1)
+        span_logits = pool_scores.transpose(1, 2).gather(2, slot)
+        return {
+            "span_logits": span_logits.masked_fill(~legal, MASK_LOGIT),
+            "span_outside_pool": legal & ~found.any(-1),
+        }
+
+
 _WRAPPERS = {
     "encoder": GLiNER2EncoderForExport,
     "count_embed": GLiNER2CountEmbedForExport,
     "classifier": GLiNER2ClassifierForExport,
     "span_scorer": GLiNER2SpanScorerForExport,
     "boundary_head": GLiNER2BoundaryHeadForExport,
+    "relation_scorer": GLiNER2RelationScorerForExport,
+    "explicit_spans": GLiNER2ExplicitSpansForExport,
 }
 
 

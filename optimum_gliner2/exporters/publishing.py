@@ -116,6 +116,12 @@ def boundary_head_metadata(boundary_wrapper) -> dict:
         "adaptive_threshold": bool(settings.adaptive_threshold),
         "pool_size": int(boundary_wrapper.pool_size),
         "min_words": BOUNDARY_MIN_WORDS,
+        "relation_temperature": float(settings.relation_temperature),
+        "relation_heads_per_type": int(settings.relation_heads_per_type),
+        "relation_tails_per_type": int(settings.relation_tails_per_type),
+        "relation_pair_cap": int(settings.relation_pair_cap),
+        "relation_argument_proposal_threshold": float(settings.relation_argument_proposal_threshold),
+        "enable_records": bool(settings.enable_records),
     }
     return {key: values[key] for key in BOUNDARY_HEAD_KEYS}
 

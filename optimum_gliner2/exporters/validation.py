@@ -47,8 +47,13 @@ BOUNDARY_HEAD_CASES = (
     ((1, 9, 33, 64), 1),
     ((7, 7, 7), 6),
 )
+#: (words of each text in the batch, relations, pairs): one 1-word text, mixed lengths, many pairs
+#: on a long text (the published pair cap is 128 per relation).
+RELATION_SCORER_CASES = (((1,), 1, 1), ((2, 9), 2, 5), ((41, 3, 17), 4, 37), ((300,), 3, 384))
+#: (words of each text in the batch, queries, requested spans per query) for explicit_spans.
+EXPLICIT_SPAN_CASES = (((1,), 1, 1), ((3, 1), 2, 2), ((12, 40), 3, 4), ((300,), 2, 6))
 #: Outputs that must match exactly (the pool's boundaries, order and mask).
-EXACT_OUTPUTS = ("candidates", "candidate_mask")
+EXACT_OUTPUTS = ("candidates", "candidate_mask", "span_outside_pool")
 
 
 def _compare(expected: torch.Tensor, actual: np.ndarray, exact: bool = False) -> Tuple[float, bool]:
@@ -150,6 +155,65 @@ def boundary_head_case(head: torch.nn.Module, hidden: int, word_counts, queries:
     return feeds, {name: (value, None) for name, value in references.items()}
 
 
+def relation_scorer_case(wrapper: torch.nn.Module, hidden: int, word_counts, relations: int, pairs: int, generator):
+    """ONNX feeds for one relation-scorer case and gliner2's SparseRelationScorer output for them.
+
+    Pairs are spread over the batch's rows and relations, each span inside its own text. The
+    relation queries are built from the role markers as gliner2's `_encode_core` builds them."""
+    from gliner2.models.boundary.relations import RelationPairBatch
+
+    batch, length = len(word_counts), max(word_counts)
+    lengths = torch.tensor(word_counts)
+    text_states = torch.randn(batch, length, hidden, generator=generator)
+    text_states = text_states * (torch.arange(length).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(-1)
+    relation_roles = torch.randn(batch, relations, 2, hidden, generator=generator)
+    if wrapper.directional:
+        relation_queries = torch.cat((relation_roles[:, :, 0], relation_roles[:, :, 1]), dim=-1)
+    else:
+        relation_queries = torch.stack((relation_roles[:, :, 0], relation_roles[:, :, 1])).mean(dim=0)
+    rows = torch.randint(0, batch, (pairs,), generator=generator)
+    row_lengths = lengths[rows].unsqueeze(1)
+    starts = (torch.rand(pairs, 2, generator=generator) * row_lengths).long()
+    ends = starts + 1 + (torch.rand(pairs, 2, generator=generator) * (row_lengths - starts)).long()
+    spans = torch.stack((starts[:, 0], ends[:, 0], starts[:, 1], ends[:, 1]), dim=-1)
+    relation_index = torch.randint(0, relations, (pairs,), generator=generator)
+    confidences = torch.zeros(pairs)
+    reference = wrapper.relation_scorer(
+        text_states,
+        relation_queries,
+        None,
+        RelationPairBatch(rows, relation_index, spans[:, 0], spans[:, 1], spans[:, 2], spans[:, 3], confidences, confidences),
+    )
+    feeds = {
+        "text_states": text_states,
+        "relation_roles": relation_roles,
+        "pair_rows": rows,
+        "pair_relations": relation_index,
+        "pair_spans": spans,
+    }
+    return feeds, {"relation_logits": (reference, None)}
+
+
+def explicit_spans_case(head: torch.nn.Module, hidden: int, word_counts, queries: int, spans: int, generator):
+    """ONNX feeds for one explicit-span case and gliner2's `score_explicit_spans` output for them.
+
+    Spans lie inside their text, except that the last one of each query is masked."""
+    feeds, _ = boundary_head_case(head, hidden, word_counts, queries, generator)
+    lengths = torch.tensor(word_counts).view(-1, 1, 1)
+    shape = (len(word_counts), queries, spans)
+    starts = (torch.rand(shape, generator=generator) * lengths).long()
+    ends = starts + 1 + (torch.rand(shape, generator=generator) * (lengths - starts)).long()
+    requested = torch.stack((starts, ends), dim=-1)
+    span_mask = torch.ones(shape, dtype=torch.long)
+    if spans > 1:
+        span_mask[..., -1] = 0
+    logits = head.score_explicit_spans(
+        feeds["text_states"], feeds["text_mask"].bool(), feeds["query_states"], feeds["query_mask"].bool(), requested, span_mask.bool()
+    )
+    feeds.update(spans=requested, span_mask=span_mask)
+    return feeds, {"span_logits": (logits, None), "span_outside_pool": (torch.zeros(shape, dtype=torch.bool), None)}
+
+
 def _boundary_cases(submodels: Dict[str, torch.nn.Module], hidden: int, generator: torch.Generator):
     head = submodels["boundary_head"].boundary_head
     with torch.inference_mode():
@@ -162,6 +226,16 @@ def _boundary_cases(submodels: Dict[str, torch.nn.Module], hidden: int, generato
             shape = f"batch {len(word_counts)} x {words} words x {queries} queries, pool {filled} of {mask.shape[-1]} filled"
             yield "boundary_head", shape, feeds, references
         yield from _classifier_cases(submodels["classifier"], hidden, generator)
+        for word_counts, relations, pairs in RELATION_SCORER_CASES:
+            feeds, references = relation_scorer_case(submodels["relation_scorer"], hidden, word_counts, relations, pairs, generator)
+            words = "/".join(str(count) for count in word_counts)
+            shape = f"batch {len(word_counts)} x {words} words x {relations} relations, {pairs} pairs"
+            yield "relation_scorer", shape, feeds, references
+        for word_counts, queries, spans in EXPLICIT_SPAN_CASES:
+            feeds, references = explicit_spans_case(head, hidden, word_counts, queries, spans, generator)
+            words = "/".join(str(count) for count in word_counts)
+            shape = f"batch {len(word_counts)} x {words} words x {queries} queries x {spans} spans"
+            yield "explicit_spans", shape, feeds, references
 
 
 def validate_graphs(output_dir: Path, onnx_files: Dict[str, str], submodels: Dict[str, torch.nn.Module]) -> List[dict]:

@@ -485,7 +485,7 @@ class GLiNER2Methods:
             `{structure: [instance dicts]}`.
         """
         return self.extract(
-            text, json_schema(structures), threshold, format_results, include_confidence, include_spans, max_len, overlap_policy
+            text, json_schema(structures, self.engine.heads.json_record_mode), threshold, format_results, include_confidence, include_spans, max_len, overlap_policy
         )
 
     def batch_extract_json(
@@ -502,7 +502,7 @@ class GLiNER2Methods:
     ) -> List[Result]:
         """`extract_json` for several texts."""
         return self.batch_extract(
-            texts, json_schema(structures), batch_size, threshold, 0, format_results,
+            texts, json_schema(structures, self.engine.heads.json_record_mode), batch_size, threshold, 0, format_results,
             include_confidence, include_spans, max_len, overlap_policy,
         )  # fmt: skip
 
@@ -522,7 +522,7 @@ class GLiNER2Methods:
     ) -> Result:
         """`extract_json` for a long document, in overlapping word chunks."""
         return self.extract_long(
-            text, json_schema(structures), threshold, chunk_size, chunk_overlap, batch_size,
+            text, json_schema(structures, self.engine.heads.json_record_mode), threshold, chunk_size, chunk_overlap, batch_size,
             num_workers, format_results, include_confidence, include_spans, overlap_policy,
         )  # fmt: skip
 
@@ -542,7 +542,7 @@ class GLiNER2Methods:
     ) -> List[Result]:
         """`extract_json_long` for several documents."""
         return self.batch_extract_long(
-            texts, json_schema(structures), batch_size, threshold, num_workers, format_results,
+            texts, json_schema(structures, self.engine.heads.json_record_mode), batch_size, threshold, num_workers, format_results,
             include_confidence, include_spans, chunk_size, chunk_overlap, overlap_policy,
         )  # fmt: skip
 
@@ -712,15 +712,23 @@ def classification_schema(tasks: ClassificationTasks) -> Schema:
     return schema
 
 
-def json_schema(structures: Structures) -> Schema:
-    """The schema `extract_json` builds from `{structure: [field specs]}`."""
+def json_schema(structures: Structures, record_mode: Optional[str] = None) -> Schema:
+    """The schema `extract_json` builds from `{structure: [field specs]}`.
+
+    With a `record_mode` (gliner2 uses "natural" on GLiNER2.5 checkpoints with a record head) each
+    structure is a record anchored on its first field, "str" fields required and exclusive, list
+    fields exclusive, as gliner2 declares them.
+    """
     schema = Schema()
     for parent, fields in structures.items():
         specs = [parse_field_spec(spec) for spec in fields]
         check_names([name for name, _, _, _ in specs], f"fields of structure {parent!r}")
-        builder = schema.structure(parent)
+        builder = schema.structure(parent, mode=record_mode)
         for name, dtype, choices, description in specs:
-            builder.field(name, dtype=dtype, choices=choices, description=description)
+            record_options: Dict[str, Any] = {}
+            if record_mode is not None:
+                record_options = {"cardinality": "required_one" if dtype == "str" else "zero_or_more", "exclusive": True}
+            builder.field(name, dtype=dtype, choices=choices, description=description, **record_options)
     return schema
 
 

@@ -92,3 +92,42 @@ class BoundaryBackend(GLiNER2Backend, Protocol):
     ) -> CandidateScores:
         """Word states [B, L, H] with int64 mask [B, L] (at least `min_words` wide) and query
         states [B, Q, H] with int64 mask [B, Q] -> the shared candidate pool and its scores."""
+
+    def score_explicit_spans(
+        self,
+        text_states: np.ndarray,
+        text_mask: np.ndarray,
+        query_states: np.ndarray,
+        query_mask: np.ndarray,
+        spans: np.ndarray,
+        span_mask: np.ndarray,
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """gliner2's `score_explicit_spans`: requested spans scored inside a pool built for these
+        queries, with the spans injected.
+
+        Args:
+            text_states, text_mask, query_states, query_mask: As for `score_candidates`.
+            spans: int64 [B, Q, S, 2] half-open word boundaries requested per query.
+            span_mask: int64 [B, Q, S], 0 for padding.
+
+        Returns:
+            (raw logits [B, Q, S], bool [B, Q, S] set where a requested span did not fit the pool).
+        """
+
+    def score_relations(
+        self,
+        text_states: np.ndarray,
+        relation_roles: np.ndarray,
+        pair_rows: np.ndarray,
+        pair_relations: np.ndarray,
+        pair_spans: np.ndarray,
+    ) -> np.ndarray:
+        """Raw relation logits [P] of P proposed pairs.
+
+        Args:
+            text_states: Word states [B, L, H], zero-padded; L is the padded word axis gliner2's
+                scorer normalises distances by (its own batch's widest text).
+            relation_roles: [B, R, 2, H] head and tail role markers of each relation.
+            pair_rows, pair_relations: int64 [P] row and relation of each pair.
+            pair_spans: int64 [P, 4] head start, head end, tail start, tail end (half-open words).
+        """

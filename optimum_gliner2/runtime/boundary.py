@@ -10,22 +10,39 @@ field query; the host keeps what gliner2's BoundaryExtractor keeps:
     overlaps resolved on word boundaries (the call's policy, else the head's default, "flat")
     then spans leaving the text, blank spans and spans failing a validator are dropped
 
-Relations, structures (extract_json) and entity attributes are not decoded for this architecture yet:
-they are refused with a one-line error rather than answered wrongly.
+Relation tasks put their head and tail roles into the pool as two more queries; the host proposes
+typed pairs from their scores and the relation_scorer graph scores them (runtime/relations.py).
+
+Entity attributes score each kept entity span against the attribute labels' queries through gliner2's
+explicit-span path: the spans are injected into a pool built for those queries (the explicit_spans graph).
+
+Structures without a record mode decode as gliner2's single instance per structure; JSON choice
+fields score their choice words through the explicit-span path. Records (structures with a record
+mode, which gliner2's extract_json declares on checkpoints with a record head) are not decoded for
+this architecture yet: they are refused with a one-line error rather than answered wrongly.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence
+from collections import defaultdict
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
 from optimum_gliner2.errors import GLiNER2InputError
-from optimum_gliner2.runtime.backend import BoundaryBackend
-from optimum_gliner2.runtime.decode import Span, TaskOutput, classification_result, sigmoid, span_payload
+from optimum_gliner2.runtime.backend import BoundaryBackend, CandidateScores
+from optimum_gliner2.runtime.decode import (
+    Span,
+    TaskOutput,
+    attribute_groups_of,
+    classification_result,
+    sigmoid,
+    span_payload,
+)
 from optimum_gliner2.runtime.overlap import normalize_overlap_policy, resolve_overlaps
 from optimum_gliner2.runtime.plan import ENTITIES, RELATIONS, STRUCTURES, FieldPlan, SchemaPlan, TaskPlan
 from optimum_gliner2.runtime.preprocess import EncodedText
+from optimum_gliner2.runtime.relations import Edge, Mention, ProposedPair, RelationSettings, clean_edges, propose_pairs
 
 
 class ScoredCandidate(NamedTuple):
@@ -53,8 +70,13 @@ class BoundaryHeads:
         self.abstention_threshold = float(settings["abstention_threshold"])
         self.adaptive_threshold = bool(settings["adaptive_threshold"])
         self.min_words = int(settings["min_words"])
+        self.pool_size = int(settings["pool_size"])
         #: The policy a call without `overlap_policy` gets (gliner2 reads it from the head settings).
         self.default_overlap_policy: str = normalize_overlap_policy(None, default=settings["overlap_policy"])
+        self.relation_settings = RelationSettings.from_head(settings)
+        #: gliner2's extract_json declares natural records (anchored on the first field) when the
+        #: checkpoint has a record head.
+        self.json_record_mode: Optional[str] = "natural" if settings["enable_records"] else None
 
     def check(self, plans: Sequence[SchemaPlan]) -> None:
         """Refuse, before any work, the tasks this architecture does not decode yet.
@@ -68,7 +90,7 @@ class BoundaryHeads:
                 if missing:
                     raise GLiNER2InputError(
                         f"{missing} (task {task.name!r}) are not supported for GLiNER2.5 (boundary) models yet; "
-                        "entities and classification are."
+                        "entities, classification, relations, entity attributes and structures without a record mode are."
                     )
 
     def score(
@@ -77,8 +99,15 @@ class BoundaryHeads:
         words: List[np.ndarray],
         markers: List[List[np.ndarray]],
         outputs: List[List[TaskOutput]],
+        reference_widths: Optional[Sequence[int]] = None,
     ) -> None:
-        """Score the batch's candidate pools against every entity query, in one backend call."""
+        """Score the batch's candidate pools against every field query, in one backend call, then
+        the relation pairs proposed from them.
+
+        Args:
+            reference_widths: Per text, the padded word axis of the batch gliner2 puts it in (its
+                relation scores depend on it); None takes this batch's widest text.
+        """
         # gliner2 turns every field marker of every span task into one query, in task order.
         queries_by_row = [
             [(task_index, markers[row][task_index][1:]) for task_index, task in enumerate(record.plan.tasks) if _has_queries(task)]
@@ -111,7 +140,8 @@ class BoundaryHeads:
                 kept: List[Optional[List[ScoredCandidate]]] = []
                 for field_query in range(len(states)):
                     field = _field_at(task, field_query)
-                    if abstains[row, query] or field is None:
+                    # gliner2 lets only entity queries abstain.
+                    if (abstains[row, query] and task.kind == ENTITIES) or field is None:
                         kept.append(None if field is None else [])
                     else:
                         kept.append(
@@ -125,6 +155,83 @@ class BoundaryHeads:
                         )
                     query += 1
                 outputs[row][task_index].candidates = kept
+                if task.attribute_groups or any(field.builder_choices for field in task.fields):
+                    # Attributes are scored on the entities decoding keeps (`_attribute_values`),
+                    # choice fields on their choice words (`_choice_value`).
+                    outputs[row][task_index].explicit_inputs = (words[row], states)
+        if reference_widths is None:
+            reference_widths = [max(len(row_words) for row_words in words)] * len(records)
+        self._score_relations(records, words, queries_by_row, query_states, scores, reference_widths, outputs)
+
+    def _score_relations(
+        self,
+        records: List[EncodedText],
+        words: List[np.ndarray],
+        queries_by_row: List[List[Tuple[int, np.ndarray]]],
+        query_states: np.ndarray,
+        scores: CandidateScores,
+        reference_widths: Sequence[int],
+        outputs: List[List[TaskOutput]],
+    ) -> None:
+        """Propose each relation task's pairs and score them with the relation scorer, one backend
+        call per distinct reference width in the batch."""
+        # (row, task, proposed pairs, head and tail role states) of every relation task with pairs.
+        jobs: List[Tuple[int, int, List[ProposedPair], np.ndarray]] = []
+        for row, row_queries in enumerate(queries_by_row):
+            query = 0
+            for task_index, states in row_queries:
+                # gliner2 relates the first two roles of a relation task and skips one with fewer.
+                if records[row].plan.tasks[task_index].kind == RELATIONS and len(states) >= 2:
+                    pairs = propose_pairs(
+                        scores.candidates[row],
+                        scores.candidate_mask[row],
+                        scores.pair_logits[row, query],
+                        scores.pair_logits[row, query + 1],
+                        self.relation_settings,
+                        sigmoid,
+                    )
+                    outputs[row][task_index].relations = []
+                    if pairs:
+                        jobs.append((row, task_index, pairs, query_states[row, query : query + 2]))
+                query += len(states)
+        by_width: Dict[int, List[Tuple[int, int, List[ProposedPair], np.ndarray]]] = defaultdict(list)
+        for job in jobs:
+            by_width[reference_widths[job[0]]].append(job)
+        for width, width_jobs in by_width.items():
+            self._score_relation_jobs(words, width, width_jobs, outputs)
+
+    def _score_relation_jobs(self, words: List[np.ndarray], width: int, jobs, outputs: List[List[TaskOutput]]) -> None:
+        """One relation_scorer call for the relation tasks of texts whose reference width is `width`."""
+        rows = sorted({row for row, _, _, _ in jobs})
+        local_row = {row: index for index, row in enumerate(rows)}
+        relations_of_row: Dict[int, int] = defaultdict(int)
+        pair_rows, pair_relations, pair_spans, relation_index = [], [], [], []
+        for row, _, pairs, _ in jobs:
+            relation_index.append(relations_of_row[row])
+            relations_of_row[row] += 1
+            pair_rows += [local_row[row]] * len(pairs)
+            pair_relations += [relation_index[-1]] * len(pairs)
+            pair_spans += [(*pair.head, *pair.tail) for pair in pairs]
+        hidden_size = words[rows[0]].shape[-1]
+        text_states = np.zeros((len(rows), width, hidden_size), dtype=np.float32)
+        for row in rows:
+            text_states[local_row[row], : len(words[row])] = words[row]
+        relation_roles = np.zeros((len(rows), max(relations_of_row.values()), 2, hidden_size), dtype=np.float32)
+        for (row, _, _, roles), relation in zip(jobs, relation_index):
+            relation_roles[local_row[row], relation] = roles
+        logits = self.backend.score_relations(
+            text_states,
+            relation_roles,
+            np.asarray(pair_rows, dtype=np.int64),
+            np.asarray(pair_relations, dtype=np.int64),
+            np.asarray(pair_spans, dtype=np.int64).reshape(-1, 4),
+        )
+        probabilities = sigmoid(logits / np.float32(self.relation_settings.temperature))
+        offset = 0
+        for row, task_index, pairs, _ in jobs:
+            scored = probabilities[offset : offset + len(pairs)]
+            outputs[row][task_index].relations = [(float(p), pair) for p, pair in zip(scored, pairs)]
+            offset += len(pairs)
 
     def _kept_candidates(
         self,
@@ -150,12 +257,13 @@ class BoundaryHeads:
         ]
 
     def decode(self, record: EncodedText, outputs: Sequence[TaskOutput]) -> Dict[str, Any]:
-        """gliner2's raw results of one text: entities first, then classifications in task order."""
-        results: Dict[str, Any] = {}
+        """gliner2's raw results of one text: structures, relations, entities, then classifications."""
+        results: Dict[str, Any] = self._structures(record, outputs)
+        results.update(self._relations(record, outputs))
         entities: Dict[str, Any] = {}
         for task, output in zip(record.plan.tasks, outputs):
             if task.kind == ENTITIES and task.field_names:
-                entities.update(self._entities(record, task, output.candidates))
+                entities.update(self._entities(record, task, output))
         if entities:
             results["entities"] = [entities]
         for task, output in zip(record.plan.tasks, outputs):
@@ -163,25 +271,172 @@ class BoundaryHeads:
                 results[task.classification.result_key] = classification_result(task.classification, output.class_logits)
         return results
 
-    def _entities(
-        self, record: EncodedText, task: TaskPlan, kept: Optional[List[Optional[List[ScoredCandidate]]]]
-    ) -> Dict[str, Any]:
+    def _entities(self, record: EncodedText, task: TaskPlan, output: TaskOutput) -> Dict[str, Any]:
         options = record.plan.options
         policy = options.overlap_policy or self.default_overlap_policy
         shows_details = options.include_spans or options.include_confidence
-        found: Dict[str, Any] = {}
+        kept = output.candidates
+        located: Dict[str, List[Tuple[Span, Tuple[int, int]]]] = {}
         for field in task.fields:
             candidates = (kept[field.index] if kept is not None else None) or []
             resolved = resolve_overlaps(candidates, policy, score=_probability, start=_start, end=_end)
-            spans = _spans_in_text(record, resolved, field)
+            located[field.name] = _spans_in_text(record, resolved, field)
+        with_attributes = task.decoder == "entities_with_attributes"
+        attributes = self._attribute_values(task, output.explicit_inputs, located) if with_attributes else {}
+        found: Dict[str, Any] = {}
+        for field in task.fields:
+            shown = [
+                _attributed_entity(span, attributes.get((field.name, coordinates), {}), options)
+                if with_attributes
+                else span_payload(span, options)
+                for span, coordinates in located[field.name]
+            ]
             if field.dtype == "list":
-                found[field.name] = [span_payload(span, options) for span in spans]
-            elif spans:
-                found[field.name] = span_payload(spans[0], options)
+                found[field.name] = shown
+            elif shown:
+                found[field.name] = shown[0]
             else:
                 # gliner2 marks a missing bare str entity with "" rather than None.
                 found[field.name] = None if shows_details else ""
         return found
+
+    def _attribute_values(
+        self,
+        task: TaskPlan,
+        explicit_inputs: Optional[Tuple[np.ndarray, np.ndarray]],
+        located: Mapping[str, List[Tuple[Span, Tuple[int, int]]]],
+    ) -> Dict[Tuple[str, Tuple[int, int]], Dict[str, Any]]:
+        """Each kept entity's attribute groups, keyed by (entity type, word boundaries).
+
+        As gliner2 does, every attribute label's query scores every kept entity span in one
+        explicit-span call: the spans are injected into a pool built for those queries.
+        """
+        label_rows = list(dict.fromkeys((label, index) for group in task.attribute_groups for label, index in zip(group.labels, group.indices)))
+        coordinates = list(dict.fromkeys(coordinate for spans in located.values() for _, coordinate in spans))
+        if not label_rows or not coordinates or explicit_inputs is None:
+            return {}
+        words, field_states = explicit_inputs
+        queries = field_states[[index for _, index in label_rows]][None]
+        spans = np.broadcast_to(np.asarray(coordinates, dtype=np.int64), (1, len(label_rows), len(coordinates), 2))
+        logits, outside = self.backend.score_explicit_spans(
+            words[None],
+            np.ones((1, len(words)), dtype=np.int64),
+            queries,
+            np.ones((1, len(label_rows)), dtype=np.int64),
+            np.ascontiguousarray(spans),
+            np.ones(spans.shape[:-1], dtype=np.int64),
+        )
+        if outside.any():
+            raise ValueError(f"explicit spans exceed the shared candidate pool (pool_size={self.pool_size})")
+        logits = logits[0] / self.pair_temperature
+        row_of_label = {label: row for row, (label, _) in enumerate(label_rows)}
+        column_of = {coordinate: column for column, coordinate in enumerate(coordinates)}
+        values: Dict[Tuple[str, Tuple[int, int]], Dict[str, Any]] = {}
+        for entity_type, spans_found in located.items():
+            for _, coordinate in spans_found:
+                column = column_of[coordinate]
+                values[(entity_type, coordinate)] = attribute_groups_of(
+                    task, entity_type, lambda group: logits[[row_of_label[label] for label in group.labels], column]
+                )
+        return values
+
+    def _structures(self, record: EncodedText, outputs: Sequence[TaskOutput]) -> Dict[str, Any]:
+        """Structures without a record mode, as gliner2 decodes them for this architecture: one
+        instance holding every kept span of a list field and the best of a "str" field; choice
+        fields score their choice words. An instance with every field empty is left out."""
+        options = record.plan.options
+        policy = options.overlap_policy or self.default_overlap_policy
+        results: Dict[str, Any] = {}
+        for task, output in zip(record.plan.tasks, outputs):
+            if task.kind != STRUCTURES or not task.fields:
+                continue
+            instance: Dict[str, Any] = {}
+            for field in task.fields:
+                if field.builder_choices:
+                    instance[field.name] = self._choice_value(record, field, output.explicit_inputs)
+                    continue
+                candidates = (output.candidates[field.index] if output.candidates is not None else None) or []
+                resolved = resolve_overlaps(candidates, policy, score=_probability, start=_start, end=_end)
+                shown = [span_payload(span, options) for span, _ in _spans_in_text(record, resolved, field)]
+                instance[field.name] = (shown[0] if shown else None) if field.dtype == "str" else shown
+            if any(value is not None and value != [] for value in instance.values()):
+                results[task.name] = [instance]
+        return results
+
+    def _choice_value(self, record: EncodedText, field: FieldPlan, explicit_inputs) -> Any:
+        """A choice field: each choice word of the prefix scored as a one-word span for the field's
+        query (gliner2's explicit-span path), kept at or above the field's threshold."""
+        present = list(dict.fromkeys(field.choices or ()))  # a choice listed twice is scored once
+        if not present:
+            return [] if field.dtype == "list" else None
+        words, field_states = explicit_inputs
+        spans = np.asarray([[(position, position + 1) for _, position in present]], dtype=np.int64)[None]
+        logits, outside = self.backend.score_explicit_spans(
+            words[None],
+            np.ones((1, len(words)), dtype=np.int64),
+            field_states[field.index][None, None],
+            np.ones((1, 1), dtype=np.int64),
+            spans,
+            np.ones(spans.shape[:-1], dtype=np.int64),
+        )
+        if outside.any():
+            raise ValueError(f"explicit spans exceed the shared candidate pool (pool_size={self.pool_size})")
+        probabilities = sigmoid(logits[0, 0] / self.pair_temperature)
+        include_confidence = record.plan.options.include_confidence
+
+        def shown(index: int) -> Any:
+            choice = present[index][0]
+            return {"text": choice, "confidence": float(probabilities[index])} if include_confidence else choice
+
+        if field.dtype == "list":
+            return [shown(index) for index in range(len(present)) if float(probabilities[index]) >= field.threshold]
+        best = int(np.argmax(probabilities))
+        return shown(best) if float(probabilities[best]) >= field.threshold else None
+
+    def _relations(self, record: EncodedText, outputs: Sequence[TaskOutput]) -> Dict[str, Any]:
+        """Each relation type's cleaned-up edges, types in the order their first edge was kept."""
+        edges: Dict[str, List[Edge]] = {}
+        for task, output in zip(record.plan.tasks, outputs):
+            if task.kind != RELATIONS or not output.relations:
+                continue
+            for probability, pair in output.relations:
+                if probability < task.relation.threshold:
+                    continue
+                head = _mention(record, pair.head, pair.head_probability)
+                tail = _mention(record, pair.tail, pair.tail_probability)
+                if head is not None and tail is not None:
+                    edges.setdefault(task.relation.relation_type, []).append(Edge(probability, head, tail))
+        options = record.plan.options
+        return {
+            relation_type: [_relation_payload(edge, options.include_confidence, options.include_spans) for edge in clean_edges(found)]
+            for relation_type, found in edges.items()
+        }
+
+
+def _mention(record: EncodedText, span: Tuple[int, int], probability: float) -> Optional[Mention]:
+    """A relation argument in the text: (text, char start, char end, probability); None when it
+    leaves the text or is blank."""
+    offset = len(record.word_subwords) - record.text_len
+    start, end = span[0] - offset, span[1] - offset
+    if not 0 <= start < end <= record.text_len:
+        return None
+    char_start, char_end = record.start_map[start], record.end_map[end - 1]
+    text = record.text[char_start:char_end].strip()
+    return (text, char_start, char_end, probability) if text else None
+
+
+def _relation_payload(edge: Edge, include_confidence: bool, include_spans: bool) -> Any:
+    """One edge as gliner2's boundary models show it."""
+    if not (include_confidence or include_spans):
+        return edge.head[0], edge.tail[0]
+    shown: Dict[str, Any] = {}
+    for role, (text, start, end, probability) in (("head", edge.head), ("tail", edge.tail)):
+        shown[role] = {"text": text, "start": start, "end": end} if include_spans else {"text": text}
+        if include_confidence:
+            shown[role]["confidence"] = probability
+    if include_confidence:
+        shown["confidence"] = edge.score
+    return shown
 
 
 def _has_queries(task: TaskPlan) -> bool:
@@ -196,12 +451,8 @@ def _field_at(task: TaskPlan, index: int) -> Optional[FieldPlan]:
 
 
 def _unsupported_feature(task: TaskPlan) -> Optional[str]:
-    if task.kind == RELATIONS:
-        return "relations (extract_relations)"
-    if task.kind == STRUCTURES:
-        return "structures (extract_json)"
-    if task.attribute_groups or task.decoder == "entities_with_attributes":
-        return "entity attributes"
+    if task.kind == STRUCTURES and task.record_mode is not None:
+        return "structured records (extract_json, or structures with a record mode)"
     return None
 
 
@@ -217,9 +468,20 @@ def _end(candidate: ScoredCandidate) -> int:
     return candidate.end
 
 
-def _spans_in_text(record: EncodedText, resolved: List[ScoredCandidate], field: FieldPlan) -> List[Span]:
+def _attributed_entity(span: Span, attributes: Mapping[str, Any], options) -> Dict[str, Any]:
+    """An entity with its attribute groups, as gliner2 shows it: text, confidence and offsets as
+    asked, then each group (always a dict, even with text alone)."""
+    shown = span_payload(span, options)
+    entity = dict(shown) if isinstance(shown, dict) else {"text": shown}
+    entity.update((name, value) for name, value in attributes.items() if name not in ("text", "confidence", "start", "end"))
+    return entity
+
+
+def _spans_in_text(
+    record: EncodedText, resolved: List[ScoredCandidate], field: FieldPlan
+) -> List[Tuple[Span, Tuple[int, int]]]:
     """(text, confidence, char_start, char_end) of the resolved candidates that lie in the text,
-    are not blank and pass the field's validators, best first."""
+    are not blank and pass the field's validators, best first; each with its word boundaries."""
     text_len = record.text_len
     # Word boundaries count the choice-prefix words before the text.
     offset = len(record.word_subwords) - text_len
@@ -231,5 +493,5 @@ def _spans_in_text(record: EncodedText, resolved: List[ScoredCandidate], field: 
         char_start, char_end = record.start_map[start], record.end_map[end - 1]
         surface = record.text[char_start:char_end].strip()
         if surface and all(validator.validate(surface) for validator in field.validators):
-            spans.append((surface, candidate.probability, char_start, char_end))
+            spans.append(((surface, candidate.probability, char_start, char_end), (candidate.start, candidate.end)))
     return spans

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -36,12 +36,18 @@ class TaskOutput:
         class_logits: `[labels]` classifier logits (classification tasks).
         candidates: Boundary models: per field query, the pool candidates kept for it (empty when
             the query abstains), as runtime/boundary.py keeps them.
+        relations: Boundary models' relation tasks: (relation probability, proposed pair) of every
+            proposed pair, in proposal order.
+        explicit_inputs: Boundary models' entity tasks with attribute groups: the text's word states
+            and the task's field query states, for scoring attributes on the kept entities.
     """
 
     count: int = 0
     span_logits: Optional[np.ndarray] = None
     class_logits: Optional[np.ndarray] = None
     candidates: Optional[List[Any]] = None
+    relations: Optional[List[Tuple[float, Any]]] = None
+    explicit_inputs: Optional[Tuple[np.ndarray, np.ndarray]] = None
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -259,11 +265,21 @@ def span_payload(span: Span, options: DecodeOptions) -> Any:
 
 def _attributes(task: TaskPlan, entity: str, span_logits: np.ndarray) -> Dict[str, Any]:
     """The attribute-group values of one entity span, from its logits against every field query."""
+    return attribute_groups_of(task, entity, lambda group: span_logits[list(group.indices)])
+
+
+def attribute_groups_of(task: TaskPlan, entity: str, logits_of: Callable[[Any], np.ndarray]) -> Dict[str, Any]:
+    """gliner2's attribute groups of one entity span of type `entity`: per group that applies to it,
+    the labels whose sigmoid reaches the group's threshold (multi-label) or the softmax's best label.
+
+    Args:
+        logits_of: A group's label logits for this span, in the group's label order.
+    """
     assigned: Dict[str, Any] = {}
     for group in task.attribute_groups:
         if group.applies_to is not None and entity not in group.applies_to:
             continue
-        values = span_logits[list(group.indices)]
+        values = logits_of(group)
         if group.multi_label:
             probabilities = sigmoid(values)
             assigned[group.name] = [

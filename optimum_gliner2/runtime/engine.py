@@ -67,10 +67,12 @@ class ExtractionEngine:
         self._check_sequence_lengths(records)
         # Longest first: similar lengths share a batch, and the largest batch runs first.
         order = sorted(range(len(records)), key=lambda i: len(records[i].input_ids), reverse=True)
+        widths = reference_widths(records, batch_size)
         results: List[Dict[str, Any]] = [{} for _ in records]
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            for index, result in zip(chunk, self._extract_batch([records[i] for i in chunk])):
+            batch_results = self._extract_batch([records[i] for i in chunk], [widths[i] for i in chunk])
+            for index, result in zip(chunk, batch_results):
                 results[index] = result
         return results
 
@@ -87,14 +89,14 @@ class ExtractionEngine:
                     "the model's max_sequence_tokens if your memory allows."
                 )
 
-    def _extract_batch(self, records: List[EncodedText]) -> List[Dict[str, Any]]:
+    def _extract_batch(self, records: List[EncodedText], widths: List[int]) -> List[Dict[str, Any]]:
         input_ids, attention_mask = pad_batch(records)
         hidden = self.backend.encode(input_ids, attention_mask)
         words = [pool_words(hidden[row], record, self.token_pooling) for row, record in enumerate(records)]
         # Per task: the [P] embedding, then one embedding per field or label marker.
         markers = [[hidden[row, list(positions)] for positions in record.marker_positions] for row, record in enumerate(records)]
         outputs = [[TaskOutput() for _ in record.plan.tasks] for record in records]
-        self.heads.score(records, words, markers, outputs)
+        self.heads.score(records, words, markers, outputs, widths)
         self._classify(records, markers, outputs)
         return [self.heads.decode(record, task_outputs) for record, task_outputs in zip(records, outputs)]
 
@@ -116,6 +118,20 @@ class ExtractionEngine:
         for (row, task_index), labels in zip(tasks, label_markers):
             outputs[row][task_index].class_logits = logits[offset : offset + len(labels)]
             offset += len(labels)
+
+
+def reference_widths(records: Sequence[EncodedText], batch_size: int) -> List[int]:
+    """Per text, the word count (choice prefix included) of the widest text in the batch gliner2
+    would put it in: gliner2 batches texts in input order, `batch_size` at a time.
+
+    Only GLiNER2.5 relation scores read it (gliner2 normalises a head-tail distance by its padded
+    word axis); everything else gives the same answer in any batch.
+    """
+    widths = []
+    for start in range(0, len(records), batch_size):
+        block = records[start : start + batch_size]
+        widths += [max(len(record.word_subwords) for record in block)] * len(block)
+    return widths
 
 
 def heads_for(backend: GLiNER2Backend) -> Union[SpanHeads, BoundaryHeads]:

@@ -77,6 +77,8 @@ class FieldPlan(NamedTuple):
         validators: Regex validators a span's text must all pass.
         choices: For JSON choice fields, each choice with the position of its word in the choice
             prefix; choices whose word is not found there are left out, as gliner2 skips them.
+        builder_choices: The choices came from a schema builder. GLiNER2.5 models read choices
+            from the builder's metadata only: a dict schema's choice field decodes as a span field.
     """
 
     name: str
@@ -85,6 +87,7 @@ class FieldPlan(NamedTuple):
     dtype: str = "list"
     validators: Tuple[Any, ...] = ()
     choices: Optional[Tuple[Tuple[str, int], ...]] = None
+    builder_choices: bool = False
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,18 @@ class ClassificationPlan:
 
 
 @dataclass(frozen=True)
+class RelationPlan:
+    """How GLiNER2.5 (boundary) models name and threshold a relation task.
+
+    Unlike span models, they key a relation declared with a description by its plain name, and
+    apply that name's threshold.
+    """
+
+    relation_type: str
+    threshold: float
+
+
+@dataclass(frozen=True)
 class TaskPlan:
     """One task of the schema.
 
@@ -125,6 +140,8 @@ class TaskPlan:
         fields: The fields decoding visits, in output order, with their options.
         classification: The resolved config of a classification task (None when gliner2 finds none).
         attribute_groups: Entity attribute groups (decoder "entities_with_attributes").
+        relation: Name and threshold of a relation task as boundary models read them.
+        record_mode: A structure's record mode ("natural", "latent", "anchorless"), None without.
     """
 
     kind: str
@@ -135,6 +152,8 @@ class TaskPlan:
     fields: Tuple[FieldPlan, ...] = ()
     classification: Optional[ClassificationPlan] = None
     attribute_groups: Tuple[AttributeGroupPlan, ...] = ()
+    relation: Optional[RelationPlan] = None
+    record_mode: Optional[str] = None
 
     @property
     def is_classification(self) -> bool:
@@ -363,7 +382,7 @@ def _task_plan(
         if options is None:
             return FieldPlan(field_name, index, default_threshold, choices=choices)
         threshold = default_threshold if options.threshold is None else options.threshold
-        return FieldPlan(field_name, index, threshold, options.dtype, tuple(options.validators), choices)
+        return FieldPlan(field_name, index, threshold, options.dtype, tuple(options.validators), choices, choices is not None)
 
     if name == "entities":
         with_attributes = bool(metadata.attribute_groups)
@@ -384,7 +403,7 @@ def _task_plan(
         threshold = metadata.relation_thresholds.get(name)
         threshold = default_threshold if threshold is None else threshold
         fields = tuple(FieldPlan(n, field_names.index(n), threshold) for n in order)
-        return TaskPlan(kind, name, prompt, field_names, "relations", fields)
+        return TaskPlan(kind, name, prompt, field_names, "relations", fields, relation=_relation_plan(name, schema, metadata, default_threshold))
 
     fields = []
     for field_name in order:
@@ -398,7 +417,18 @@ def _task_plan(
                 if position >= 0
             )
         fields.append(field(field_name, metadata.field_options.get(key), choices))
-    return TaskPlan(kind, name, prompt, field_names, "structures", tuple(fields))
+    records = schema.get("record_metadata")
+    record = records.get(name) if isinstance(records, Mapping) else None
+    record_mode = record.get("mode") if isinstance(record, Mapping) else None
+    return TaskPlan(kind, name, prompt, field_names, "structures", tuple(fields), record_mode=record_mode)
+
+
+def _relation_plan(name: str, schema: Mapping[str, Any], metadata: SchemaMetadata, default_threshold: float) -> RelationPlan:
+    """The relation's plain name when `name` is its "name: description" prompt, and its threshold."""
+    aliases = {f"{relation}: {description}": relation for relation, description in schema.get("relation_descriptions", {}).items()}
+    relation_type = aliases.get(name, name)
+    threshold = metadata.relation_thresholds.get(relation_type)
+    return RelationPlan(relation_type, default_threshold if threshold is None else threshold)
 
 
 def _position_in_prefix(choice: str, prefix: Sequence[str]) -> int:

@@ -30,6 +30,8 @@ class SpanHeads:
     default_overlap_policy: Optional[str] = None
     #: Span models apply the classifier's logits as they are.
     classification_temperature = 1.0
+    #: extract_json declares plain structures (span models have no record head).
+    json_record_mode: Optional[str] = None
 
     def __init__(self, backend: SpanBackend):
         self.backend = backend
@@ -43,8 +45,11 @@ class SpanHeads:
         words: List[np.ndarray],
         markers: List[List[np.ndarray]],
         outputs: List[List[TaskOutput]],
+        reference_widths: Optional[Sequence[int]] = None,
     ) -> None:
-        """Predict instance counts, build count-aware queries and score spans for span tasks."""
+        """Predict instance counts, build count-aware queries and score spans for span tasks.
+
+        `reference_widths` is for boundary models' relations; span scores depend on no batch."""
         tasks_by_field_count: Dict[int, List[Tuple[int, int]]] = defaultdict(list)
         for row, record in enumerate(records):
             if not len(words[row]):

@@ -2,7 +2,8 @@
 
 Where gliner2 answers, the runtime must give the same answer (texts, labels, offsets equal;
 confidences within 1e-4); where gliner2 raises, the runtime must raise too. CI runs a bounded,
-derandomized 200 examples; `FUZZ_EXAMPLES=5000 make test-all` (or pytest on this file) runs more.
+derandomized 200 examples on a span fixture and 100 on a GLiNER2.5 (boundary) fixture;
+`FUZZ_EXAMPLES=5000 make test-all` (or pytest on this file) runs more (half as many on boundary).
 """
 
 from __future__ import annotations
@@ -83,11 +84,7 @@ def _run(model, texts, spec, threshold, include):
                                include_confidence=include, include_spans=include)
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 200,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(batch=st.lists(texts(), min_size=1, max_size=4), spec=schema_specs(), threshold=threshold, include=st.booleans())
-def test_onnx_runtime_never_diverges_from_gliner2(fuzz_models, batch, spec, threshold, include):
-    torch_model, onnx_model = fuzz_models
+def _check_against_gliner2(torch_model, onnx_model, batch, spec, threshold, include):
     try:
         expected = _run(torch_model, batch, spec, threshold, include)
     except Exception as torch_error:  # gliner2 refuses: so must we
@@ -109,6 +106,29 @@ def test_onnx_runtime_never_diverges_from_gliner2(fuzz_models, batch, spec, thre
     assert difference is None, f"{difference}\ntexts={batch!r}"
 
 
+_FUZZ_SETTINGS = dict(deadline=None, derandomize=EXAMPLES <= 200, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+_FUZZ_INPUTS = dict(batch=st.lists(texts(), min_size=1, max_size=4), spec=schema_specs(), threshold=threshold, include=st.booleans())
+
+
+@settings(max_examples=EXAMPLES, **_FUZZ_SETTINGS)
+@given(**_FUZZ_INPUTS)
+def test_onnx_runtime_never_diverges_from_gliner2(fuzz_models, batch, spec, threshold, include):
+    _check_against_gliner2(*fuzz_models, batch, spec, threshold, include)
+
+
+@settings(max_examples=max(1, EXAMPLES // 2), **_FUZZ_SETTINGS)
+@given(**_FUZZ_INPUTS)
+def test_boundary_onnx_runtime_never_diverges_from_gliner2(boundary_fuzz_models, batch, spec, threshold, include):
+    """The same on a GLiNER2.5 fixture: entities, classification, relations and structures with
+    choice fields (no record mode) all run through the boundary decoders."""
+    _check_against_gliner2(*boundary_fuzz_models, batch, spec, threshold, include)
+
+
 @pytest.fixture(scope="module")
 def fuzz_models(torch_models, exported_dirs):
     return torch_models["deberta_lstm_v2"], GLiNER2ONNXRuntime.from_pretrained(exported_dirs["deberta_lstm_v2"])
+
+
+@pytest.fixture(scope="module")
+def boundary_fuzz_models(boundary_models, boundary_exported_dirs):
+    return boundary_models["boundary"], GLiNER2ONNXRuntime.from_pretrained(boundary_exported_dirs["boundary"])

@@ -416,7 +416,12 @@ BOUNDARY_SHAPING: Dict[str, float] = {
     # and of pooled candidates whose pair probability reaches 0.5.
     "abstain_share": 0.25,
     "pass_share": 0.06,
+    # Relation scorer: random weights give relation probabilities within ~0.2-0.6; the gain spreads
+    # them, and the calibrated share of proposed pairs reaching 0.5 leaves a few edges per text.
+    "relation_gain": 4.0,
+    "relation_pass_share": 0.04,
 }
+CALIBRATION_RELATIONS = ("works_for", "located_in", "founded")
 # What the calibration runs: CORPUS's sentences (not its word lists) and its entity labels.
 CALIBRATION_LABELS = ("person", "organization", "location", "date", "product", "money", "event")
 CALIBRATION_CLASSES = {
@@ -466,6 +471,31 @@ def _shape_boundary_outputs(model, seed: int) -> None:
         # Multi-label classification thresholds sigmoid(logit) at 0.5: centre the logits so
         # about half the labels pass, instead of all or none depending on the seed.
         model.classifier[-1].bias.sub_(torch.median(class_logits))
+    _shape_relation_scores(model)
+
+
+def _shape_relation_scores(model) -> None:
+    """Spread the relation scorer's logits and set their operating point from CORPUS (after the
+    rest of the head is shaped: relation proposals read the pool's scores)."""
+    import torch
+
+    scorer = model.relation_scorer
+    gain = BOUNDARY_SHAPING["relation_gain"]
+    with torch.no_grad():
+        scorer.mlp[-1].weight.mul_(gain)
+        scorer.mlp[-1].bias.mul_(gain)
+        if scorer.use_biaffine_content:
+            scorer.content_linear.weight.mul_(gain)
+            scorer.content_linear.bias.mul_(gain)
+    logits = []
+    hook = scorer.register_forward_hook(lambda _module, _inputs, output: logits.append(output.flatten()))
+    try:
+        model.eval()
+        model.batch_extract_relations(_calibration_texts(), list(CALIBRATION_RELATIONS), batch_size=32)
+    finally:
+        hook.remove()
+    with torch.no_grad():
+        scorer.mlp[-1].bias.sub_(torch.quantile(torch.cat(logits).float(), 1.0 - BOUNDARY_SHAPING["relation_pass_share"]))
 
 
 def _boundary_scores_on_corpus(model):

@@ -321,10 +321,53 @@ POOL_LIMIT_TEXTS = tuple(" ".join(LONG_TEXT.split()[:words]) for words in (2, 3,
 
 #: Span-model cases left out: tasks a boundary model refuses, and overlap cases whose threshold
 #: leaves boundary fixtures nothing to resolve (replaced below by boundary_overlap_*).
-_BOUNDARY_UNSUPPORTED = ("entities_attribute_groups", "entities_validators", "entities_overlap_")
-_BOUNDARY_SUPPORTED_PREFIXES = ("entities", "text_", "batch_", "classification", "long_entities", "long_classification")
+_BOUNDARY_UNSUPPORTED = ("entities_overlap_",)
+_BOUNDARY_SUPPORTED_PREFIXES = (
+    "entities", "text_", "batch_", "classification", "long_entities", "long_classification", "relations", "long_relations",
+    "mixed_schema", "dict_schema", "json_repeated_structure", "long_mixed",
+)  # fmt: skip
 
-#: The cases a GLiNER2.5 model answers today (entities and classification), with gliner2's answers.
+
+def _entities_relations_classifications(schema):
+    return (
+        _entities_and_classifications(schema)
+        .relations(["works_for", "located_in"])
+        .relations({"founded": {"description": "who started a company", "threshold": 0.55}})
+    )
+
+
+def _str_attribute_schema(schema):
+    group = _builder_module(schema).AttributeGroup
+    return schema.entities({"person": {"dtype": "str"}, "location": {"dtype": "str", "threshold": 0.35}}).entity_attributes(
+        {"tone": group(["formal", "casual"]), "tags": group(["famous", "local", "old"], multi_label=True, threshold=0.4)}
+    )
+
+
+def _choice_structures(schema):
+    return (
+        schema.structure("review")
+        .field("aspect", choices=["camera", "screen", "battery", "price"], dtype="list", threshold=0.3)
+        .field("opinion", choices=["good", "bad", "mixed"], dtype="str")
+        .field("detail", threshold=0.4)
+        .structure("shipment")
+        .field("item", dtype="str")
+        .field("state", choices=["slow", "damaged", "fine"], dtype="list")
+    )
+
+
+def _everything_without_records(schema):
+    return _choice_structures(_entities_relations_classifications(schema))
+
+
+def _record_schema(schema):
+    return schema.structure("employment", mode="natural").field("employee", dtype="str").field("employer")
+
+
+def _attributes_and_relations(schema):
+    return _attribute_schema(schema).relations(["works_for", "located_in"]).classification("sentiment", ["positive", "negative"])
+
+
+#: The cases a GLiNER2.5 model answers today (entities, classification, relations), with gliner2's answers.
 BOUNDARY_CASES = (
     *(
         case for case in CASES
@@ -362,14 +405,49 @@ BOUNDARY_CASES = (
          {"chunk_size": 48, "chunk_overlap": 16, "include_confidence": True, "include_spans": True}),
     Case("long_schema_batch", "batch_extract_long", (MEDIUM_TEXT, SENTENCES[2]), _entities_and_classifications,
          {"chunk_size": 64, "chunk_overlap": 16, "include_confidence": True}),
+    # Relations: gliner2 scales each pair's distance by the padded width of its own batch, so mixed
+    # lengths and batch sizes that split them differently are part of the answer.
+    Case("relations_mixed_lengths", "batch_extract_relations", MIXED_LENGTH_TEXTS, RELATION_LABELS[:4],
+         {"batch_size": 3, "include_confidence": True, "include_spans": True}),
+    Case("relations_pool_limits", "batch_extract_relations", (ONE_WORD_TEXT, *POOL_LIMIT_TEXTS, LONG_TEXT),
+         RELATION_LABELS[:2], {"batch_size": 4, "include_confidence": True}),
+    Case("relations_low_threshold", "batch_extract_relations", SENTENCES[6:10], RELATION_LABELS,
+         {"threshold": 0.3, "include_confidence": True, "batch_size": 2}),
+    Case("relations_raw", "batch_extract", SENTENCES[:3], {"relations": [{"works_for": {"head": "", "tail": ""}},
+         {"lives_in": {"head": "", "tail": ""}}]}, {"format_results": False, "include_confidence": True}),
+    Case("schema_entities_relations_classifications", "batch_extract", SENTENCES[:6], _entities_relations_classifications,
+         {"include_confidence": True, "include_spans": True, "batch_size": 4}),
+    Case("schema_entities_relations_classifications_raw", "extract", SENTENCES[3], _entities_relations_classifications,
+         {"format_results": False}),
+    # Entity attributes: gliner2 scores them on the kept entities by injecting those spans into a
+    # pool built for the attribute queries.
+    Case("entities_attributes_mixed_lengths", "batch_extract", MIXED_LENGTH_TEXTS, _attribute_schema,
+         {"batch_size": 3, "include_confidence": True, "include_spans": True, "threshold": 0.4}),
+    Case("entities_attributes_str", "batch_extract", SENTENCES[4:8], _str_attribute_schema,
+         {"include_confidence": True}),
+    Case("entities_attributes_relations", "batch_extract", SENTENCES[:4], _attributes_and_relations,
+         {"include_confidence": True, "batch_size": 2}),
+    Case("long_entities_attributes", "extract_long", LONG_TEXT, _attribute_schema,
+         {"chunk_size": 64, "chunk_overlap": 16, "include_confidence": True}),
+    # Structures without a record mode: one instance each; choice fields score their choice words.
+    Case("structures_choices", "batch_extract", SENTENCES[8:12], _choice_structures,
+         {"include_confidence": True, "threshold": 0.4}),
+    Case("structures_choices_plain", "batch_extract", MIXED_LENGTH_TEXTS, _choice_structures, {"batch_size": 3}),
+    Case("structures_choices_spans", "extract", SENTENCES[9], _choice_structures,
+         {"include_spans": True, "include_confidence": True, "threshold": 0.3}),
+    Case("schema_everything", "batch_extract", SENTENCES[:6], _everything_without_records,
+         {"include_confidence": True, "batch_size": 4, "threshold": 0.45}),
+    Case("schema_everything_raw", "extract", SENTENCES[10], _everything_without_records, {"format_results": False}),
+    Case("long_schema_everything", "batch_extract_long", (MEDIUM_TEXT, SENTENCES[9]), _everything_without_records,
+         {"chunk_size": 48, "chunk_overlap": 8, "include_confidence": True, "batch_size": 3}),
+    Case("long_schema_relations_batch", "batch_extract_long", (MEDIUM_TEXT, SENTENCES[6]), _entities_relations_classifications,
+         {"chunk_size": 48, "chunk_overlap": 8, "include_confidence": True, "include_spans": True, "batch_size": 3}),
 )  # fmt: skip
 
 assert len({case.name for case in BOUNDARY_CASES}) == len(BOUNDARY_CASES), "case names must be unique"
 
 #: One call of each kind a GLiNER2.5 model refuses until it decodes them: (method, target).
 BOUNDARY_REFUSED_CALLS = (
-    ("extract_relations", RELATION_LABELS),
     ("extract_json", PRODUCT_STRUCTURE),
-    ("extract", _attribute_schema),
-    ("extract", _mixed_schema),
+    ("extract", _record_schema),
 )

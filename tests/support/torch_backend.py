@@ -68,17 +68,11 @@ class TorchBackend:
 
 
 def boundary_head_settings(model) -> Dict[str, Any]:
-    """The decoding settings of a gliner2 boundary model, keyed as the bundle metadata keys them."""
-    settings = model.boundary_settings
-    return {
-        "pair_temperature": float(settings.pair_temperature),
-        "classification_temperature": float(settings.classification_temperature),
-        "abstention_threshold": float(settings.abstention_threshold),
-        "overlap_policy": settings.overlap_policy,
-        "adaptive_threshold": bool(settings.adaptive_threshold),
-        "pool_size": int(settings.pool_size),
-        "min_words": 1,
-    }
+    """The decoding settings of a gliner2 boundary model, as an export writes them to the bundle."""
+    from optimum_gliner2.exporters.modeling import GLiNER2BoundaryHeadForExport
+    from optimum_gliner2.exporters.publishing import boundary_head_metadata
+
+    return boundary_head_metadata(GLiNER2BoundaryHeadForExport(model))
 
 
 class TorchBoundaryBackend:
@@ -119,6 +113,37 @@ class TorchBoundaryBackend:
             null_logits=np.full_like(zeros, -1.0e4) if out.null_logits is None else out.null_logits.float().numpy(),
             count_log_rates=zeros if out.count_log_rates is None else out.count_log_rates.float().numpy(),
         )
+
+
+    def score_explicit_spans(self, text_states, text_mask, query_states, query_mask, spans, span_mask):
+        # gliner2 raises when a span does not fit the pool: nothing is ever reported outside it.
+        with torch.inference_mode():
+            logits = self.model.boundary_head.score_explicit_spans(
+                self._tensor(text_states),
+                self._tensor(text_mask).bool(),
+                self._tensor(query_states),
+                self._tensor(query_mask).bool(),
+                self._tensor(spans),
+                self._tensor(span_mask).bool(),
+            )
+        return logits.float().numpy(), np.zeros(spans.shape[:-1], dtype=bool)
+
+    def score_relations(self, text_states, relation_roles, pair_rows, pair_relations, pair_spans) -> np.ndarray:
+        from gliner2.models.boundary.relations import RelationPairBatch
+
+        roles = self._tensor(relation_roles)
+        # gliner2's `_encode_core` builds the relation query from the two role markers.
+        if self.model.boundary_settings.directional_relation_states:
+            queries = torch.cat((roles[:, :, 0], roles[:, :, 1]), dim=-1)
+        else:
+            queries = torch.stack((roles[:, :, 0], roles[:, :, 1])).mean(dim=0)
+        spans = self._tensor(pair_spans)
+        unused = torch.zeros(len(spans))
+        pairs = RelationPairBatch(
+            self._tensor(pair_rows), self._tensor(pair_relations), spans[:, 0], spans[:, 1], spans[:, 2], spans[:, 3], unused, unused
+        )
+        with torch.inference_mode():
+            return self.model.relation_scorer(self._tensor(text_states), queries, None, pairs).float().numpy()
 
 
 def torch_pipeline(model, checkpoint_dir, **kwargs) -> GLiNER2Pipeline:

@@ -83,6 +83,27 @@ BOUNDARY_GRAPH_SIGNATURES = {
             "count_log_rates": (2, DYNAMIC),
         },
     ),
+    "relation_scorer": (
+        {
+            "text_states": (3, HIDDEN),
+            "relation_roles": (4, HIDDEN),
+            "pair_rows": (1, DYNAMIC),
+            "pair_relations": (1, DYNAMIC),
+            "pair_spans": (2, DYNAMIC),
+        },
+        {"relation_logits": (1, DYNAMIC)},
+    ),
+    "explicit_spans": (
+        {
+            "text_states": (3, HIDDEN),
+            "text_mask": (2, DYNAMIC),
+            "query_states": (3, HIDDEN),
+            "query_mask": (2, DYNAMIC),
+            "spans": (4, DYNAMIC),
+            "span_mask": (3, DYNAMIC),
+        },
+        {"span_logits": (3, DYNAMIC), "span_outside_pool": (3, DYNAMIC)},
+    ),
 }
 
 
@@ -185,7 +206,7 @@ class OnnxSpanBackend(OnnxBackend):
 
 
 class OnnxBoundaryBackend(OnnxBackend):
-    """The graphs of a GLiNER2.5 model: encoder, boundary_head, classifier."""
+    """The graphs of a GLiNER2.5 model: encoder, boundary_head, classifier, relation_scorer, explicit_spans."""
 
     architecture = BOUNDARY
     graph_signatures = BOUNDARY_GRAPH_SIGNATURES
@@ -207,6 +228,35 @@ class OnnxBoundaryBackend(OnnxBackend):
             )
         )
         return CandidateScores(**{name: outputs[name] for name in CandidateScores._fields})
+
+    def score_explicit_spans(self, text_states, text_mask, query_states, query_mask, spans, span_mask):
+        feeds = {
+            "text_states": text_states,
+            "text_mask": text_mask,
+            "query_states": query_states,
+            "query_mask": query_mask,
+            "spans": spans,
+            "span_mask": span_mask,
+        }
+        logits, outside = self._run("explicit_spans", feeds)
+        return logits, outside
+
+    def score_relations(
+        self,
+        text_states: np.ndarray,
+        relation_roles: np.ndarray,
+        pair_rows: np.ndarray,
+        pair_relations: np.ndarray,
+        pair_spans: np.ndarray,
+    ) -> np.ndarray:
+        feeds = {
+            "text_states": text_states,
+            "relation_roles": relation_roles,
+            "pair_rows": pair_rows,
+            "pair_relations": pair_relations,
+            "pair_spans": pair_spans,
+        }
+        return self._run("relation_scorer", feeds)[0]
 
 
 def onnx_backend(bundle: GLiNER2OnnxBundle, **session_arguments: Any) -> OnnxBackend:
