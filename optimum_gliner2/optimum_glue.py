@@ -130,6 +130,15 @@ def _wrap_export_from_model(original):
         # interrupted or failed export never leaves (or half-replaces) a loadable folder.
         if not _is_gliner2_model(model):
             return original(model, output, *args, **kwargs)
+        if kwargs.get("no_post_process"):
+            from optimum_gliner2.errors import GLiNER2ExportError
+
+            # Post-processing is where a GLiNER2 export is validated and gets its metadata; without it the
+            # graphs would be left unchecked and unloadable.
+            raise GLiNER2ExportError(
+                "--no-post-process is not supported for GLiNER2: post-processing validates the graphs against "
+                "PyTorch and writes the metadata that makes the folder loadable. Export without it."
+            )
         import shutil
         from pathlib import Path
 

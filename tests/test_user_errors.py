@@ -381,3 +381,19 @@ def test_loading_fp16_on_cpu_is_quiet(exported_dirs, tmp_path):
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "constant fold" not in completed.stderr and "ORTParentMixin.dtype" not in completed.stderr, completed.stderr
     assert completed.stdout.strip() == "torch.float16 fp16"
+
+
+def test_export_with_no_post_process_is_refused_up_front_and_leaves_nothing(checkpoint_dirs, tmp_path):
+    import subprocess
+    import sys
+
+    output = tmp_path / "out"
+    completed = subprocess.run(
+        [sys.executable, "-m", "optimum.commands.optimum_cli", "export", "onnx", "--no-post-process",
+         "--model", str(checkpoint_dirs["deberta_lstm"]), str(output)],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert completed.returncode == 1
+    assert "Error: --no-post-process is not supported for GLiNER2" in completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert not output.exists() or not any(output.iterdir())
