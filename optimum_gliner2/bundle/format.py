@@ -430,7 +430,8 @@ class GLiNER2OnnxBundle:
 
         Args:
             folder: The exported folder.
-            precision: Which variant to use; defaults to `"fp32"`.
+            precision: Which variant to use; defaults to the folder's `default_precision` (`"fp32"` for an
+                export).
             file_name: A graph file to run, as Optimum's `file_name=`: a file of a registered variant
                 selects that variant; a file that Optimum's ORTQuantizer or ORTOptimizer wrote into the
                 folder (`<graph>_<suffix>.onnx`) is run in place of that graph, with every other graph
@@ -465,7 +466,6 @@ class GLiNER2OnnxBundle:
             graph_files[graph] = _checked_file(folder, name, metadata)
         tokenizer_file = _checked_file(folder, metadata.get("tokenizer_file", TOKENIZER_FILE), metadata)
         return cls(folder, metadata, precision, graph_files, tokenizer_file)
-
 
     @classmethod
     def _with_optimum_tool_graphs(cls, folder: Path, metadata: Mapping[str, Any], file_name: str) -> "GLiNER2OnnxBundle":
