@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 ENTITY_LABELS = ["person", "organization", "location", "date"]
 SENTIMENT = {"sentiment": ["positive", "negative"]}
@@ -34,31 +34,22 @@ PRODUCT = {"product": ["name::str", "price::str", "maker::str"]}
 # Sentences of the fixture's held-out templates, with names the training data never saw. The fixture has
 # learned entities, relations and the product record; its sentiment head is still at chance (see
 # tests/support/trained_fixture.py), so the classification line shows parity with PyTorch, not quality.
-DEMO_TASKS: List[Tuple[str, str, Callable[[Any, str], Any]]] = [
+TASK_CALLS: Dict[str, Callable[[Any, str], Any]] = {
+    "entities": lambda model, text: model.extract_entities(text, ENTITY_LABELS, include_confidence=True),
+    "relations": lambda model, text: model.extract_relations(text, RELATIONS, include_confidence=True),
+    "json": lambda model, text: model.extract_json(text, PRODUCT, include_confidence=True),
+    "classification": lambda model, text: model.classify_text(text, SENTIMENT, include_confidence=True),
+}
+#: (task, sentence, what the header adds).
+DEMO_SENTENCES: List[Tuple[str, str, str]] = [
+    ("entities", "Last year Amir Dubois left Zenith Foods and settled in Bilbao on March 3, 2021.", ""),
+    ("entities", "Carlos Mendes visited Graz on July 14, 2023 with colleagues from Aurora Labs.", ""),
+    ("relations", "Daria Sato has been a manager at Brightwater Group in Accra since 2019.", ""),
+    ("json", "Driftwood Energy priced its Nova drone at $1299 this spring.", ""),
     (
-        "entities",
-        "Last year Amir Dubois left Zenith Foods and settled in Bilbao on March 3, 2021.",
-        lambda model, text: model.extract_entities(text, ENTITY_LABELS, include_confidence=True),
-    ),
-    (
-        "entities",
-        "Carlos Mendes visited Graz on July 14, 2023 with colleagues from Aurora Labs.",
-        lambda model, text: model.extract_entities(text, ENTITY_LABELS, include_confidence=True),
-    ),
-    (
-        "relations",
-        "Daria Sato has been a manager at Brightwater Group in Accra since 2019.",
-        lambda model, text: model.extract_relations(text, RELATIONS, include_confidence=True),
-    ),
-    (
-        "json",
-        "Driftwood Energy priced its Nova drone at $1299 this spring.",
-        lambda model, text: model.extract_json(text, PRODUCT, include_confidence=True),
-    ),
-    (
-        "classification (parity only: the fixture has not learned sentiment)",
+        "classification",
         "Honestly, Crescent Bank was dreadful and I will never go back.",
-        lambda model, text: model.classify_text(text, SENTIMENT, include_confidence=True),
+        " (parity only: the fixture has not learned sentiment)",
     ),
 ]
 
@@ -142,11 +133,12 @@ def run_demo(checkpoint: str, work: Path) -> int:
     int8 = ORTModelForGLiNER2.from_pretrained(exported, precision="int8")
     torch_model = GLiNER2.from_pretrained(checkpoint)
     all_same = True
-    for task, text, call in DEMO_TASKS:
+    for task, text, remark in DEMO_SENTENCES:
+        call = TASK_CALLS[task]
         answer, reference, quantized = call(fp32, text), call(torch_model, text), call(int8, text)
         same = _same(reference, answer)
         all_same &= same
-        print(f"\n[{task}] {text}")
+        print(f"\n[{task}{remark}] {text}")
         print(f"  ONNX FP32 : {_show(answer)}")
         print(f"  PyTorch   : {'same answers' if same else 'DIFFERENT: ' + _show(reference)} (confidences within 1e-4)")
         print(f"  ONNX INT8 : {_show(quantized)}{'' if _strip_confidences(quantized) == _strip_confidences(answer) else '  (differs from FP32)'}")

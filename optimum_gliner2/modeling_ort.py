@@ -27,7 +27,7 @@ except ImportError as missing:
         "which has the same methods and answers."
     ) from missing
 
-from optimum_gliner2.bundle.format import METADATA_FILE
+from optimum_gliner2.bundle.format import METADATA_FILE, SIDE_FILES
 from optimum_gliner2.optimum_glue import GLINER2_LIBRARY, register_gliner2_with_optimum
 from optimum_gliner2.runtime.api import GLiNER2Methods
 from optimum_gliner2.runtime.checks import check_model_location
@@ -39,8 +39,6 @@ from optimum_gliner2.runtime.words import WordSplitterSpec
 
 register_gliner2_with_optimum()
 
-# Files of an export besides the graphs, copied by save_pretrained when present.
-_SIDE_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "spm.model", "added_tokens.json")
 
 
 class ORTGLiNER2Graph(ORTSessionMixin):
@@ -256,7 +254,7 @@ class ORTModelForGLiNER2(ORTParentMixin, ORTModel, GLiNER2Methods):
             return
         metadata = self.runtime.bundle.metadata
         names = set(metadata["files"]) | {n for record in metadata["files"].values() for n in record.get("external_data", {})}
-        names |= {name for name in _SIDE_FILES if (source / name).is_file()}
+        names |= {name for name in SIDE_FILES if (source / name).is_file()}
         for name in sorted(names):
             shutil.copy2(source / name, target / name)
         shutil.copy2(source / METADATA_FILE, target / METADATA_FILE)

@@ -69,6 +69,16 @@ BOUNDARY_HEAD_KEYS = (
 )
 DEFAULT_PRECISION = "fp32"
 TOKENIZER_FILE = "tokenizer.json"
+#: Files of an export besides its graphs and the metadata, where present: what saving or downloading a model
+#: carries along (gliner2's config and the tokenizer in Hugging Face's file names).
+SIDE_FILES = (
+    "config.json",
+    TOKENIZER_FILE,
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "spm.model",
+    "added_tokens.json",
+)
 #: gliner2's prompt marker tokens, in the order of its SchemaTransformer.SPECIAL_TOKENS. An export
 #: records the id of each, and the runtime's prompts are built from these names.
 MARKER_TOKENS = (

@@ -10,8 +10,8 @@ from tokenizers import Tokenizer
 
 from optimum_gliner2.bundle.format import (
     METADATA_FILE,
+    SIDE_FILES,
     SPAN,
-    TOKENIZER_FILE,
     GLiNER2OnnxBundle,
     default_precision,
     exported_graph_files,
@@ -75,8 +75,6 @@ def locate_export(
     return folder
 
 
-#: What every load needs besides the graphs; small, so fetched first.
-_SIDE_FILES = (METADATA_FILE, "config.json", TOKENIZER_FILE, "tokenizer_config.json", "special_tokens_map.json")
 
 
 def _download_snapshot(
@@ -88,7 +86,8 @@ def _download_snapshot(
     first, and then only the graph files it names for `precision` (or those `file_name` selects).
     """
     prefix = f"{subfolder}/" if subfolder else ""
-    snapshot = _snapshot_with(repo_id, [prefix + name for name in _SIDE_FILES], hub_options)
+    # The metadata and side files are small: fetched first, they say which graphs to fetch.
+    snapshot = _snapshot_with(repo_id, [prefix + name for name in (METADATA_FILE, *SIDE_FILES)], hub_options)
     try:
         metadata = read_metadata(snapshot / subfolder)
     except GLiNER2LoadError:
