@@ -35,7 +35,6 @@ BAD_DOCUMENTS = {
     "none": (None, "must be a str, got NoneType"),
     "empty": ("", "empty or whitespace only"),
     "blank": (" \n\t ", "empty or whitespace only"),
-    "marker": ("Tim Cook [E] works for Apple [SEP_TEXT] in Cupertino.", "marker token"),
     "too_long": (TOO_LONG, "max_sequence_tokens"),
 }
 

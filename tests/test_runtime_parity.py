@@ -7,6 +7,7 @@ difference from gliner2's `GLiNER2` comes from the ported preprocessing, batchin
 from __future__ import annotations
 
 import inspect
+import re
 import subprocess
 import sys
 import textwrap
@@ -17,7 +18,9 @@ import pytest
 import torch
 
 from optimum_gliner2.runtime import GLiNER2InputError, GLiNER2LoadError, GLiNER2Methods, GLiNER2Pipeline
+from optimum_gliner2.bundle.format import MARKER_TOKENS
 from optimum_gliner2.runtime.plan import DecodeOptions, plan_schema
+from optimum_gliner2.runtime.preprocess import Preprocessor
 from tests.support.parity import assert_same_results, strings_in, first_difference
 from tests.support.parity_corpus import (
     CASES,
@@ -290,6 +293,53 @@ def test_words_without_subwords_keep_a_placeholder(pipelines):
     assert start == end == next_start
 
 
+MARKER_TEXTS = [
+    "[E] " + SENTENCES[0],
+    SENTENCES[1].replace(" ", " [SEP_TEXT] ", 1),
+    "see [R] above: " + SENTENCES[2] + " [P][C][L]",
+    SENTENCES[3] + " [DESCRIPTION] [SEP_STRUCT]",
+]
+
+
+def test_marker_strings_in_texts_match_gliner2(torch_models, pipelines, variant):
+    """A marker string inside a text is data. gliner2's built-in splitters lower-case words, so
+    it reads "[E]" as the characters "[", "e", "]" too: the answers must be gliner2's."""
+    model = torch_models[variant]
+    options = {"include_spans": True, "include_confidence": True, "threshold": 0.4}
+    expected = model.batch_extract_entities(MARKER_TEXTS, ENTITY_LABELS, **options)
+    assert strings_in(expected), "the marker texts must give a non-empty answer"
+    assert_same_results(expected, pipelines[variant].batch_extract_entities(MARKER_TEXTS, ENTITY_LABELS, **options))
+    expected = model.batch_extract(MARKER_TEXTS, SCHEMA_BUILDERS["mixed"](model.create_schema()), **options)
+    actual = pipelines[variant].batch_extract(MARKER_TEXTS, SCHEMA_BUILDERS["mixed"](pipelines[variant].create_schema()), **options)
+    assert_same_results(expected, actual)
+
+
+def test_marker_words_of_a_case_keeping_splitter_stay_plain_text(pipelines):
+    """A custom splitter that keeps case hands "[E]" to the tokenizer as it is; gliner2 would read
+    it as a prompt marker (a deliberate difference): here it stays ordinary characters."""
+
+    def case_keeping_splitter(text, lower=True):
+        for match in re.finditer(r"\S+", text):
+            yield match.group(), match.start(), match.end()
+
+    preprocessor = pipelines["deberta_lstm"].engine.preprocessor
+    plain = Preprocessor(preprocessor.tokenizer, case_keeping_splitter)
+    plan = plan_schema({"entities": {"person": "", "city": ""}}, DecodeOptions())
+    with_marker = plain.encode("Tim [E] Cook [SEP_TEXT] .", plan)
+    marker_ids = {preprocessor.tokenizer.token_to_id(marker) for marker in MARKER_TOKENS}
+    prompt_length = with_marker.word_subwords[0][0]
+    assert not marker_ids & set(with_marker.input_ids[prompt_length:])
+    assert with_marker.marker_positions == plain.encode("Tim x Cook y .", plan).marker_positions
+    tokenizer = preprocessor.tokenizer
+    for (start, end), word in zip(with_marker.word_subwords[1::2], ["[E]", "[SEP_TEXT]"]):
+        # The ordinary path, spelled out with the tokenizer's own components: normalize,
+        # pre-tokenize, then the subword model, with no added-token matching in front.
+        normalized = tokenizer.normalizer.normalize_str(word) if tokenizer.normalizer else word
+        pieces = tokenizer.pre_tokenizer.pre_tokenize_str(normalized)
+        ordinary_ids = [token.id for piece, _ in pieces for token in tokenizer.model.tokenize(piece)]
+        assert list(with_marker.input_ids[start:end]) == ordinary_ids, word
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad input
 # ---------------------------------------------------------------------------------------------
@@ -301,7 +351,6 @@ BAD_INPUTS = [
     (lambda p: p.extract_entities(" \n\t", ["person"]), "empty or whitespace"),
     (lambda p: p.batch_extract_entities(["fine.", ""], ["person"]), r"texts\[1\] is empty"),
     (lambda p: p.batch_extract_entities("one text", ["person"]), "list of str"),
-    (lambda p: p.extract_entities("Tim [E] Cook", ["person"]), "marker"),
     (lambda p: p.extract_entities("Tim Cook", []), "label list is empty"),
     (lambda p: p.extract_entities("Tim Cook", ["person", "person"]), "duplicate"),
     (lambda p: p.extract_entities("Tim Cook", ["person", ""]), "non-empty strings"),

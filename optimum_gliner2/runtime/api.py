@@ -54,7 +54,7 @@ class GLiNER2Methods:
     Stricter than gliner2, which answers these with placeholder or empty results, it raises
     `GLiNER2InputError` for: non-str, empty or whitespace-only texts (gliner2 reads them as ".");
     empty or duplicate label, field or choice lists (gliner2 drops the task or merges the
-    duplicates); texts, labels, descriptions or prompts containing gliner2's marker tokens such as
+    duplicates); labels, descriptions or prompts containing gliner2's marker tokens such as
     "[E]" (they corrupt the prompt); a schema with no task or that is neither a `Schema` nor a
     dict (gliner2 substitutes a dummy record); `batch_size` or `max_len` < 1; a schema dict key
     gliner2 does not know, such as "clasifications" (gliner2 ignores it, and its tasks with it);
@@ -62,6 +62,11 @@ class GLiNER2Methods:
     list; a threshold (the call's, a label's, a field's, a relation's, an attribute group's or a
     `cls_threshold`) that is not a number in [0, 1], bools included (gliner2 compares whatever it
     gets: 1.5 keeps nothing, -1 everything).
+
+    Texts are data: a marker string such as "[E]" inside a text is read as ordinary characters.
+    With the built-in word splitters, which lower-case words, gliner2 reads it the same way; a
+    custom splitter that keeps case would let gliner2 read it as a prompt marker, and there the
+    runtime deliberately differs.
     """
 
     engine: ExtractionEngine

@@ -1,8 +1,9 @@
 """Input checks: what gliner2 would answer with placeholders or a corrupt prompt is refused here.
 
 gliner2 reads None, "" and whitespace as ".", a non-str as a dummy record, drops an empty label
-list, merges duplicate labels and lets marker tokens such as "[E]" into its prompt. The runtime
-raises `GLiNER2InputError` instead, naming the offending input. It also refuses what gliner2
+list, merges duplicate labels and lets marker tokens such as "[E]" in labels into its prompt (in
+texts they are data: see `runtime/preprocess.py`). The runtime raises `GLiNER2InputError` instead,
+naming the offending input. It also refuses what gliner2
 silently misreads: unknown schema dict keys, labels given as a str, thresholds outside [0, 1].
 
 `check_model_location` is the one load-time check: whether `from_pretrained` got an existing
@@ -38,13 +39,15 @@ _FROM_DICT_ONLY_KEYS = ("structures", "entity_attributes")
 
 
 def check_text(text: Any, index: Optional[int] = None) -> None:
-    """Refuse a text that is not a non-blank str, or that holds a marker token."""
+    """Refuse a text that is not a non-blank str.
+
+    Marker strings such as "[E]" are allowed: the preprocessor tokenizes text words as data.
+    """
     where = "text" if index is None else f"texts[{index}]"
     if not isinstance(text, str):
         raise GLiNER2InputError(f"{where} must be a str, got {type(text).__name__}")
     if not text.strip():
         raise GLiNER2InputError(f"{where} is empty or whitespace only")
-    reject_markers(text, where)
 
 
 def check_texts(texts: Sequence[Any], single_text_method: str) -> None:
@@ -56,7 +59,7 @@ def check_texts(texts: Sequence[Any], single_text_method: str) -> None:
 
 
 def reject_markers(value: str, where: str) -> None:
-    """gliner2's marker tokens inside user text would be read as prompt structure."""
+    """gliner2's marker tokens inside a schema string would be read as prompt structure."""
     found = [marker for marker in MARKER_TOKENS if marker in value]
     if found:
         shown = value if len(value) <= 80 else value[:77] + "..."

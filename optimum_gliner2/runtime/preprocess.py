@@ -7,11 +7,16 @@ Model input of one text:
 Every token (prompt, field name, word) is tokenized on its own, without [CLS]/[SEP] or truncation;
 a word is represented by its first subword (or the mean/max of its subwords). The part before the
 text words depends on the schema alone, so it is encoded once and cached for later texts and calls.
+
+Texts are data: a word that holds one of gliner2's marker strings (possible only with a custom
+word splitter that keeps case, since the built-in ones lower-case words) is tokenized as ordinary
+characters, never as the marker, so a text cannot add or move a query in the prompt.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
@@ -118,10 +123,17 @@ class Preprocessor:
         # Words, labels and whole schemas repeat across texts and calls; encoding is deterministic
         # per string, and lru_cache is thread-safe.
         self._subword_ids = functools.lru_cache(maxsize=_TOKENIZE_CACHE_SIZE)(self._encode_token)
+        self._marker_free_tokenizer = _without_marker_tokens(tokenizer)
         self._encoded_prompts = functools.lru_cache(maxsize=_PROMPT_CACHE_SIZE)(self._encode_prompt)
 
     def _encode_token(self, token: str) -> Tuple[int, ...]:
         return tuple(self.tokenizer.encode(token, add_special_tokens=False).ids)
+
+    def _encode_word(self, word: str) -> Tuple[int, ...]:
+        """Subword ids of one choice-prefix or text word, marker strings read as plain characters."""
+        if any(marker in word for marker in MARKER_TOKENS):
+            return tuple(self._marker_free_tokenizer.encode(word, add_special_tokens=False).ids)
+        return self._subword_ids(word)
 
     def encode_prompt(self, plan: SchemaPlan) -> EncodedPrompt:
         """The schema part of the model input of `plan`."""
@@ -183,7 +195,7 @@ class Preprocessor:
         ranges = []
         for index, word in enumerate(words):
             start = len(input_ids)
-            input_ids += self._subword_ids(word)
+            input_ids += self._encode_word(word)
             ranges.append((start, len(input_ids)))
             if start == len(input_ids):
                 logger.warning(
@@ -192,6 +204,17 @@ class Preprocessor:
                     index,
                 )
         return ranges
+
+
+def _without_marker_tokens(tokenizer: Tokenizer) -> Tokenizer:
+    """A copy of `tokenizer` whose added-token matcher no longer knows gliner2's markers.
+
+    The markers are added tokens outside the subword vocabulary, so without them a marker string
+    falls through to the normalizer, pre-tokenizer and subword model like any other text.
+    """
+    serialized = json.loads(tokenizer.to_str())
+    serialized["added_tokens"] = [token for token in serialized["added_tokens"] if token["content"] not in MARKER_TOKENS]
+    return Tokenizer.from_str(json.dumps(serialized))
 
 
 def check_token_pooling(token_pooling: str) -> None:

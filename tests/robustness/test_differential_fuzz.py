@@ -1,22 +1,30 @@
 """Differential fuzzing: random texts and schemas through gliner2 (PyTorch) and the ONNX runtime.
 
 Where gliner2 answers, the runtime must give the same answer (texts, labels, offsets equal;
-confidences within 1e-4); where gliner2 raises, the runtime must raise too. CI runs a bounded,
+confidences within 1e-4); where gliner2 raises, the runtime must raise too. The one excuse is a
+near-tie that float rounding flips: the answers may differ only when the host code on gliner2's own
+modules gives gliner2's exact answer and every ONNX stage agrees with those modules to 1e-4
+(`divergence_beyond_float_noise`); such cases show as a hypothesis event. Texts may hold gliner2's
+marker strings: they are data, compared against gliner2 like any word. CI runs a bounded,
 derandomized 200 examples on a span fixture and 100 on a GLiNER2.5 (boundary) fixture;
 `FUZZ_EXAMPLES=5000 make test-all` (or pytest on this file) runs more (half as many on boundary).
 """
 
 from __future__ import annotations
 
+import copy
 import os
 
+import numpy as np
+
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from optimum_gliner2.bundle.format import MARKER_TOKENS
-from optimum_gliner2.runtime import GLiNER2InputError, GLiNER2ONNXRuntime
+from optimum_gliner2.runtime import GLiNER2InputError, GLiNER2ONNXRuntime, GLiNER2Pipeline
 from tests.support.parity import first_difference
+from tests.support.torch_backend import RecordingBackend, TorchBackend, divergence_beyond_float_noise
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
 WORDS = ["Apple", "Tim", "Cook", "Paris", "2023", "iPhone", "email", "help@example.com", "https://x.org/a?b=1",
@@ -28,6 +36,9 @@ LABELS = ["person", "organization", "location", "date", "product", "money", "cit
 word = st.one_of(
     st.sampled_from(WORDS),
     st.sampled_from(MARKER_LOOKALIKES),
+    # Texts are data: gliner2's splitters lower-case words, so it reads a marker inside a text as
+    # plain characters, and the runtime must give its answer.
+    st.sampled_from(MARKER_TOKENS),
     st.text(st.characters(categories=["L", "N", "P", "S", "M"]), min_size=1, max_size=12),
     st.text(st.sampled_from("!?.,;:-_()'\""), min_size=1, max_size=6),
     st.text(st.sampled_from("ab"), min_size=30, max_size=80),  # very long words
@@ -40,9 +51,6 @@ def texts(draw):
     words = draw(st.lists(word, min_size=1, max_size=40))
     seps = draw(st.lists(separator, min_size=len(words), max_size=len(words)))
     text = "".join(w + s for w, s in zip(words, seps))
-    # A real marker token ("[E]", "[SEP_TEXT]", ...) in a text is refused by design (GLiNER2InputError,
-    # checked in tests/test_runtime_parity.py), where gliner2 answers: it is not a divergence to hunt.
-    assume(not any(marker in text for marker in MARKER_TOKENS))
     return text if text.strip() else "x" + text
 
 
@@ -98,11 +106,15 @@ def _check_against_gliner2(torch_model, onnx_model, batch, spec, threshold, incl
     except GLiNER2InputError as error:
         raise AssertionError(f"the ONNX runtime refused input gliner2 accepts: {error}") from error
     difference = first_difference(expected, actual)
-    if difference is not None and not include:
-        # Without confidences the comparator cannot tell a real divergence from two spans whose
-        # confidences tie within float noise (1e-6 apart, ranked either way). Compare the same call
-        # with confidences shown: it accepts reorders only between near-equal confidences.
-        difference = first_difference(_run(torch_model, batch, spec, threshold, True), _run(onnx_model, batch, spec, threshold, True))
+    if difference is not None:
+        # A near-tie (two overlapping spans 1e-7 apart, a score at the threshold) can flip with float
+        # rounding. That is no port bug when the host code on gliner2's own modules gives gliner2's
+        # answer and every ONNX stage output agrees with those modules to float precision.
+        cause = divergence_beyond_float_noise(torch_model, onnx_model, lambda model: _run(model, batch, spec, threshold, include), expected)
+        if cause is None:
+            event("answer flipped by a float near-tie")
+            return
+        difference = f"{difference}\n{cause}"
     assert difference is None, f"{difference}\ntexts={batch!r}"
 
 
@@ -132,3 +144,58 @@ def fuzz_models(torch_models, exported_dirs):
 @pytest.fixture(scope="module")
 def boundary_fuzz_models(boundary_models, boundary_exported_dirs):
     return boundary_models["boundary"], GLiNER2ONNXRuntime.from_pretrained(boundary_exported_dirs["boundary"])
+
+
+# Found by the fuzz at 10,000 examples: gliner2 answers ";;" (91-93) first, the runtime "{ÀoÀ Ü;;" (84-92).
+NEAR_TIE_TEXT = ("aaaababaaaaaababbbaaaaabaabbaabbbbaaaaabbbbbbbbaaababbbbbbbaababbababaaabbaaaba "
+                 "YÀ1À{ÀoÀ Ü;;;'d\"6\U0001eef0 北京 6;;\"_' ⑫ ")
+NEAR_TIE_SPEC = {"entities": ["JrJ"], "relations": ["located_in", "born_in"], "item": (["organization", "money", "J"], 0.3)}
+
+
+def _near_tie_call(model):
+    return _run(model, [NEAR_TIE_TEXT], NEAR_TIE_SPEC, 0.5, True)
+
+
+def test_reported_divergence_is_a_float_near_tie(fuzz_models):
+    """The host code (choice-prefix words, word splitting, offsets) gives gliner2's answer on
+    gliner2's modules (texts and offsets equal, confidences within 1e-6); the answers part only because two overlapping spans tie to float precision."""
+    torch_model, onnx_model = fuzz_models
+    expected = _near_tie_call(torch_model)
+    assert len(expected[0]["entities"]["JrJ"]) > 5
+    recorder = RecordingBackend(TorchBackend(torch_model))
+    on_gliner2_modules = _near_tie_call(GLiNER2Pipeline(recorder, onnx_model.engine.preprocessor.tokenizer))
+    assert first_difference(expected, on_gliner2_modules, atol=1e-6) is None
+    probabilities = 1 / (1 + np.exp(-[array for stage, array in recorder.outputs if stage == "score_spans"][-1][0]))
+    assert _overlapping_near_ties(probabilities, threshold=0.5, within=1e-6), "the case no longer sits on a tie"
+    assert divergence_beyond_float_noise(torch_model, onnx_model, _near_tie_call, expected) is None
+
+
+def _overlapping_near_ties(probabilities: np.ndarray, threshold: float, within: float) -> list:
+    """(query, span, span) of two overlapping spans above `threshold` whose scores differ by < `within`;
+    `probabilities` is [query, start word, width - 1]."""
+    ties = []
+    for query, scores in enumerate(probabilities):
+        spans = [(start, start + width, scores[start, width]) for start, width in np.argwhere(scores > threshold)]
+        for index, (start, end, score) in enumerate(spans):
+            for other_start, other_end, other_score in spans[index + 1:]:
+                if start <= other_end and other_start <= end and abs(score - other_score) < within:
+                    ties.append((query, (start, end), (other_start, other_end)))
+    return ties
+
+
+class _NudgedBackend(RecordingBackend):
+    """An ONNX backend whose span scores move by 1e-2: a graph bug the float-noise excuse must not cover."""
+
+    def __getattr__(self, name):
+        attribute = getattr(self._backend, name)
+        return (lambda *args: attribute(*args) + 1e-2) if name == "score_spans" else attribute
+
+
+def test_float_noise_excuse_catches_host_and_graph_differences(fuzz_models):
+    torch_model, onnx_model = fuzz_models
+    expected = _near_tie_call(torch_model)
+    moved = copy.deepcopy(expected)
+    moved[0]["entities"]["JrJ"][0]["start"] += 1
+    assert "host code" in divergence_beyond_float_noise(torch_model, onnx_model, _near_tie_call, moved)
+    nudged = GLiNER2Pipeline(_NudgedBackend(onnx_model.engine.backend), onnx_model.engine.preprocessor.tokenizer)
+    assert "score_spans differs" in divergence_beyond_float_noise(torch_model, nudged, _near_tie_call, expected)
