@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from optimum_gliner2.variants.graphs import (
+    load_with_constants_folded,
     load_without_identities,
     save_graph,
     weight_matmul_nodes,
@@ -46,7 +47,7 @@ DEFAULT_EMBEDDINGS = "int8_per_row"
 #: Optimum's AutoQuantizationConfig presets usable for dynamic quantization.
 QUANTIZATION_TARGETS = ("avx2", "avx512", "avx512_vnni", "arm64")
 #: How the Linear layers are quantized (see the module docstring).
-INT8_METHODS = ("per_row", "dynamic")
+INT8_METHODS = ("per_row", "per_row_integer", "dynamic")
 DEFAULT_METHOD = "per_row"
 #: Weights per scale in the "per_row" method, along the input dimension (a power of two, >= 16).
 DEFAULT_BLOCK_SIZE = 32
@@ -159,6 +160,122 @@ def _quantize_graph_per_row(source: Path, staging: VariantStaging, graph: str, *
     save_graph(quantizer.model.model, staging.path / staging.file_name(graph))
 
 
+def _row_quantizer_nodes(activation: str, opset: int) -> Tuple[List[onnx.NodeProto], str, str]:
+    """Nodes that quantize `activation` per row (its last axis) for `MatMulIntegerToFloat`.
+
+    q = round(x * 127 / absmax(row)) lies in [-127, 127] by construction (no clip needed); +128 makes it
+    uint8, so the GEMM runs u8 x s8, the form ONNX Runtime's VNNI (and AVX2) kernels take, with a scalar
+    zero point of 128. Every number of a row depends on that row only: a token's result is the same alone
+    and in any batch.
+
+    Returns:
+        (nodes, the uint8 tensor, the row's absmax [..., 1], by which the GEMM's output is multiplied).
+    """
+    prefix = f"{activation}_row_q"
+    absolute, absmax, guarded = f"{prefix}_abs", f"{prefix}_absmax", f"{prefix}_absmax_guarded"
+    steps, scaled, rounded, shifted, quantized = (f"{prefix}_{n}" for n in ("steps", "scaled", "rounded", "shifted", "u8"))
+    if opset >= 18:  # ReduceMax took its axes as an attribute before opset 18, as an input since
+        reduce = helper.make_node("ReduceMax", [absolute, _ROW_AXES], [absmax], name=f"{prefix}_ReduceMax", keepdims=1)
+    else:
+        reduce = helper.make_node("ReduceMax", [absolute], [absmax], name=f"{prefix}_ReduceMax", axes=[-1], keepdims=1)
+    nodes = [
+        helper.make_node("Abs", [activation], [absolute], name=f"{prefix}_Abs"),
+        reduce,
+        # An all-zero row would divide by zero; any positive floor gives it q = 0 and a zero result.
+        helper.make_node("Max", [absmax, _ABSMAX_FLOOR], [guarded], name=f"{prefix}_Max"),
+        helper.make_node("Div", [_INT8_LEVELS, guarded], [steps], name=f"{prefix}_Steps"),
+        helper.make_node("Mul", [activation, steps], [scaled], name=f"{prefix}_Scale"),
+        helper.make_node("Round", [scaled], [rounded], name=f"{prefix}_Round"),
+        helper.make_node("Add", [rounded, _UINT8_OFFSET], [shifted], name=f"{prefix}_Shift"),
+        helper.make_node("Cast", [shifted], [quantized], name=f"{prefix}_Cast", to=TensorProto.UINT8),
+    ]
+    return nodes, quantized, guarded
+
+
+# Shared constants of the per-row integer graph pass (names unlikely to clash with an exporter's).
+_ROW_AXES, _ABSMAX_FLOOR, _INT8_LEVELS = "int8_row_axes", "int8_row_absmax_floor", "int8_row_levels"
+_UINT8_OFFSET, _ZERO_POINT, _ROW_UNIT_SCALE = "int8_row_uint8_offset", "int8_row_zero_point", "int8_row_unit_scale"
+
+
+def _per_column_int8_weights(weight: np.ndarray, reduce_range: bool) -> Tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 weights with one scale per output column: (int8 [K, N], float32 scales [N]).
+
+    With `reduce_range`, 7 bits ([-63, 63]): on AVX2 CPUs without VNNI, ONNX Runtime's u8 x s8 kernel adds
+    pairs of products in int16 (vpmaddubsw), which 255 * 127 * 2 overflows and 255 * 63 * 2 does not.
+    """
+    levels = 63.0 if reduce_range else 127.0
+    scales = np.abs(weight).max(axis=0) / levels
+    scales[scales == 0] = 1.0
+    quantized = np.clip(np.round(weight / scales), -levels, levels).astype(np.int8)
+    return quantized, scales.astype(np.float32)
+
+
+def _quantize_graph_per_row_integer(source: Path, staging: VariantStaging, graph: str, *, reduce_range: bool) -> None:
+    """Rewrite one graph's weight MatMuls into per-row u8 x s8 integer GEMMs (`method="per_row_integer"`).
+
+    For each activation that feeds weight MatMuls (quantized once, however many MatMuls read it, e.g. the
+    query, key and value projections): the row quantizer of `_row_quantizer_nodes`. Each MatMul becomes
+    ONNX Runtime's `MatMulIntegerToFloat` (int32 accumulation, per-column weight scales applied in the
+    GEMM's output stage), then a Mul by the row's absmax. ORT's own quantizers have no per-row activation
+    mode outside MatMulNBits, whose 8-bit kernel does not use the integer GEMM.
+    """
+    model = load_with_constants_folded(source, staging.path)
+    graph_proto = model.graph
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    targets = set(weight_matmul_nodes(model))
+    weights = {init.name: init for init in graph_proto.initializer}
+    graph_proto.initializer.extend(
+        [
+            numpy_helper.from_array(np.array([-1], dtype=np.int64), _ROW_AXES),
+            numpy_helper.from_array(np.array(1e-30, dtype=np.float32), _ABSMAX_FLOOR),
+            numpy_helper.from_array(np.array(127.0, dtype=np.float32), _INT8_LEVELS),
+            numpy_helper.from_array(np.array(128.0, dtype=np.float32), _UINT8_OFFSET),
+            numpy_helper.from_array(np.array(128, dtype=np.uint8), _ZERO_POINT),
+            numpy_helper.from_array(np.array(1.0 / 127.0, dtype=np.float32), _ROW_UNIT_SCALE),
+        ]
+    )
+    quantized_rows: Dict[str, Tuple[str, str]] = {}
+    replaced_weights = set()
+    rewritten: List[onnx.NodeProto] = []
+    for node in graph_proto.node:
+        if node.name not in targets:
+            rewritten.append(node)
+            continue
+        activation, weight_name = node.input
+        if activation not in quantized_rows:
+            nodes, quantized, absmax = _row_quantizer_nodes(activation, opset)
+            rewritten.extend(nodes)
+            quantized_rows[activation] = (quantized, absmax)
+        quantized, absmax = quantized_rows[activation]
+        int8_name, scales_name = f"{weight_name}_int8_per_column", f"{weight_name}_column_scales"
+        if weight_name not in replaced_weights:
+            weight = numpy_helper.to_array(weights[weight_name]).astype(np.float32)
+            int8_weight, scales = _per_column_int8_weights(weight, reduce_range)
+            graph_proto.initializer.extend(
+                [numpy_helper.from_array(int8_weight, int8_name), numpy_helper.from_array(scales, scales_name)]
+            )
+            replaced_weights.add(weight_name)
+        unscaled = f"{node.output[0]}_per_unit_row"
+        rewritten += [
+            helper.make_node(
+                "MatMulIntegerToFloat",
+                [quantized, int8_name, _ROW_UNIT_SCALE, scales_name, _ZERO_POINT],
+                [unscaled],
+                name=f"{node.name}_integer",
+                domain="com.microsoft",
+            ),
+            helper.make_node("Mul", [unscaled, absmax], [node.output[0]], name=f"{node.name}_row_scale"),
+        ]
+    del graph_proto.node[:]
+    graph_proto.node.extend(rewritten)
+    still_read = {name for node in graph_proto.node for name in node.input}
+    for name in replaced_weights - still_read:
+        graph_proto.initializer.remove(weights[name])
+    if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    save_graph(model, staging.path / staging.file_name(graph))
+
+
 def quantize_gliner2(
     folder: os.PathLike | str,
     *,
@@ -166,6 +283,7 @@ def quantize_gliner2(
     block_size: int = DEFAULT_BLOCK_SIZE,
     embeddings: str = DEFAULT_EMBEDDINGS,
     per_channel: bool = True,
+    reduce_range: bool = False,
     quantize_heads: bool = False,
     target: str = "avx2",
     variant: str = "int8",
@@ -213,13 +331,15 @@ def quantize_gliner2(
         raise ValueError(f"method must be one of {INT8_METHODS}, got {method!r}.")
     if block_size < 16 or block_size & (block_size - 1):
         raise ValueError(f"block_size must be a power of two >= 16, got {block_size!r}.")
-    if method == "per_row" and embeddings == "int8_per_table":
+    if method != "dynamic" and embeddings == "int8_per_table":
         raise ValueError('embeddings="int8_per_table" goes with method="dynamic" (it is ORTQuantizer\'s Gather).')
     folder = prepare_folder(folder, output_dir)
 
     def quantize(graph: str, source: Path, with_table: bool) -> None:
         if method == "per_row":
             _quantize_graph_per_row(source, staging, graph, block_size=block_size)
+        elif method == "per_row_integer":
+            _quantize_graph_per_row_integer(source, staging, graph, reduce_range=reduce_range)
         else:
             _quantize_graph(source, staging, graph, target=target, per_channel=per_channel, with_table=with_table)
 
@@ -242,6 +362,12 @@ def quantize_gliner2(
                 "tool": "onnxruntime MatMulNBitsQuantizer (bits=8, accuracy_level=4)",
                 "weights": f"Linear MatMul weights int8, symmetric, one scale per {block_size} inputs",
                 "activations": "int8 per row and block, at run time",
+            }
+        elif method == "per_row_integer":
+            recipe = {
+                "tool": "optimum_gliner2 graph pass: onnxruntime MatMulIntegerToFloat (u8 x s8)",
+                "weights": f"Linear MatMul weights int{7 if reduce_range else 8}, symmetric, one scale per output column",
+                "activations": "int8 symmetric per row (token), at run time, as uint8 with zero point 128",
             }
         else:
             recipe = {
