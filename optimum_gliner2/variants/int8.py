@@ -27,6 +27,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from optimum_gliner2.variants.graphs import (
+    converted_to_opset,
     load_with_constants_folded,
     load_without_identities,
     save_graph,
@@ -160,41 +161,43 @@ def _quantize_graph_per_row(source: Path, staging: VariantStaging, graph: str, *
     save_graph(quantizer.model.model, staging.path / staging.file_name(graph))
 
 
-def _row_quantizer_nodes(activation: str, opset: int) -> Tuple[List[onnx.NodeProto], str, str]:
-    """Nodes that quantize `activation` per row (its last axis) for `MatMulIntegerToFloat`.
+def _row_quantizer_nodes(activation: str, width: int) -> Tuple[List[onnx.NodeProto], str, str]:
+    """Nodes that quantize `activation` [..., width] per row (its last axis) for `MatMulIntegerToFloat`.
 
-    q = round(x * 127 / absmax(row)) lies in [-127, 127] by construction (no clip needed); +128 makes it
-    uint8, so the GEMM runs u8 x s8, the form ONNX Runtime's VNNI (and AVX2) kernels take, with a scalar
-    zero point of 128. Every number of a row depends on that row only: a token's result is the same alone
-    and in any batch.
+    Symmetric: scale = absmax(row) / 127, so q = round(x / scale) lies in [-127, 127]; stored as uint8 with
+    a zero point of 128, so the GEMM runs u8 x s8, the form ONNX Runtime's VNNI (and AVX2) kernels take.
+    Every number of a row depends on that row only: a token's result is the same alone and in any batch.
+    One QuantizeLinear with a block as wide as the row (opset 21) does the division, rounding, shift and
+    cast in one pass over the activation.
 
     Returns:
-        (nodes, the uint8 tensor, the row's absmax [..., 1], by which the GEMM's output is multiplied).
+        (nodes, the uint8 tensor, the row scales [..., 1] by which the GEMM's output is multiplied).
     """
     prefix = f"{activation}_row_q"
     absolute, absmax, guarded = f"{prefix}_abs", f"{prefix}_absmax", f"{prefix}_absmax_guarded"
-    steps, scaled, rounded, shifted, quantized = (f"{prefix}_{n}" for n in ("steps", "scaled", "rounded", "shifted", "u8"))
-    if opset >= 18:  # ReduceMax took its axes as an attribute before opset 18, as an input since
-        reduce = helper.make_node("ReduceMax", [absolute, _ROW_AXES], [absmax], name=f"{prefix}_ReduceMax", keepdims=1)
-    else:
-        reduce = helper.make_node("ReduceMax", [absolute], [absmax], name=f"{prefix}_ReduceMax", axes=[-1], keepdims=1)
+    scales, scales_shape, zero_points, quantized = (f"{prefix}_{n}" for n in ("scales", "shape", "zero_points", "u8"))
     nodes = [
         helper.make_node("Abs", [activation], [absolute], name=f"{prefix}_Abs"),
-        reduce,
+        helper.make_node("ReduceMax", [absolute, _ROW_AXES], [absmax], name=f"{prefix}_ReduceMax", keepdims=1),
         # An all-zero row would divide by zero; any positive floor gives it q = 0 and a zero result.
         helper.make_node("Max", [absmax, _ABSMAX_FLOOR], [guarded], name=f"{prefix}_Max"),
-        helper.make_node("Div", [_INT8_LEVELS, guarded], [steps], name=f"{prefix}_Steps"),
-        helper.make_node("Mul", [activation, steps], [scaled], name=f"{prefix}_Scale"),
-        helper.make_node("Round", [scaled], [rounded], name=f"{prefix}_Round"),
-        helper.make_node("Add", [rounded, _UINT8_OFFSET], [shifted], name=f"{prefix}_Shift"),
-        helper.make_node("Cast", [shifted], [quantized], name=f"{prefix}_Cast", to=TensorProto.UINT8),
+        helper.make_node("Div", [guarded, _INT8_LEVELS], [scales], name=f"{prefix}_Scales"),
+        # QuantizeLinear wants a zero point of the scales' shape.
+        helper.make_node("Shape", [scales], [scales_shape], name=f"{prefix}_Shape"),
+        helper.make_node("Expand", [_ZERO_POINT, scales_shape], [zero_points], name=f"{prefix}_ZeroPoints"),
+        helper.make_node(
+            "QuantizeLinear", [activation, scales, zero_points], [quantized], name=f"{prefix}_Quantize",
+            axis=-1, block_size=width,
+        ),
     ]
-    return nodes, quantized, guarded
+    return nodes, quantized, scales
 
 
 # Shared constants of the per-row integer graph pass (names unlikely to clash with an exporter's).
 _ROW_AXES, _ABSMAX_FLOOR, _INT8_LEVELS = "int8_row_axes", "int8_row_absmax_floor", "int8_row_levels"
-_UINT8_OFFSET, _ZERO_POINT, _ROW_UNIT_SCALE = "int8_row_uint8_offset", "int8_row_zero_point", "int8_row_unit_scale"
+_ZERO_POINT, _UNIT_SCALE = "int8_row_zero_point", "int8_row_unit_scale"
+#: The opset of blocked QuantizeLinear (a scale per block of `block_size` along an axis).
+_ROW_QUANTIZER_OPSET = 21
 
 
 def _per_column_int8_weights(weight: np.ndarray, reduce_range: bool) -> Tuple[np.ndarray, np.ndarray]:
@@ -220,8 +223,9 @@ def _quantize_graph_per_row_integer(source: Path, staging: VariantStaging, graph
     mode outside MatMulNBits, whose 8-bit kernel does not use the integer GEMM.
     """
     model = load_with_constants_folded(source, staging.path)
+    if next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) < _ROW_QUANTIZER_OPSET:
+        model = converted_to_opset(model, _ROW_QUANTIZER_OPSET)
     graph_proto = model.graph
-    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     targets = set(weight_matmul_nodes(model))
     weights = {init.name: init for init in graph_proto.initializer}
     graph_proto.initializer.extend(
@@ -229,9 +233,8 @@ def _quantize_graph_per_row_integer(source: Path, staging: VariantStaging, graph
             numpy_helper.from_array(np.array([-1], dtype=np.int64), _ROW_AXES),
             numpy_helper.from_array(np.array(1e-30, dtype=np.float32), _ABSMAX_FLOOR),
             numpy_helper.from_array(np.array(127.0, dtype=np.float32), _INT8_LEVELS),
-            numpy_helper.from_array(np.array(128.0, dtype=np.float32), _UINT8_OFFSET),
             numpy_helper.from_array(np.array(128, dtype=np.uint8), _ZERO_POINT),
-            numpy_helper.from_array(np.array(1.0 / 127.0, dtype=np.float32), _ROW_UNIT_SCALE),
+            numpy_helper.from_array(np.array(1.0, dtype=np.float32), _UNIT_SCALE),
         ]
     )
     quantized_rows: Dict[str, Tuple[str, str]] = {}
@@ -243,10 +246,11 @@ def _quantize_graph_per_row_integer(source: Path, staging: VariantStaging, graph
             continue
         activation, weight_name = node.input
         if activation not in quantized_rows:
-            nodes, quantized, absmax = _row_quantizer_nodes(activation, opset)
+            width = weights[weight_name].dims[0]
+            nodes, quantized, row_scales = _row_quantizer_nodes(activation, width)
             rewritten.extend(nodes)
-            quantized_rows[activation] = (quantized, absmax)
-        quantized, absmax = quantized_rows[activation]
+            quantized_rows[activation] = (quantized, row_scales)
+        quantized, row_scales = quantized_rows[activation]
         int8_name, scales_name = f"{weight_name}_int8_per_column", f"{weight_name}_column_scales"
         if weight_name not in replaced_weights:
             weight = numpy_helper.to_array(weights[weight_name]).astype(np.float32)
@@ -259,12 +263,13 @@ def _quantize_graph_per_row_integer(source: Path, staging: VariantStaging, graph
         rewritten += [
             helper.make_node(
                 "MatMulIntegerToFloat",
-                [quantized, int8_name, _ROW_UNIT_SCALE, scales_name, _ZERO_POINT],
+                [quantized, int8_name, _UNIT_SCALE, scales_name, _ZERO_POINT],
                 [unscaled],
                 name=f"{node.name}_integer",
                 domain="com.microsoft",
             ),
-            helper.make_node("Mul", [unscaled, absmax], [node.output[0]], name=f"{node.name}_row_scale"),
+            # MatMulIntegerToFloat takes one activation scale per tensor: the rows' scales come after.
+            helper.make_node("Mul", [unscaled, row_scales], [node.output[0]], name=f"{node.name}_row_scale"),
         ]
     del graph_proto.node[:]
     graph_proto.node.extend(rewritten)
