@@ -52,6 +52,16 @@ def _relative_error(reference: np.ndarray, actual: np.ndarray, attention_mask: n
     return float(np.linalg.norm((actual - reference)[real]) / np.linalg.norm(reference[real]))
 
 
+def _linear_layers_of_activations(folder: Path) -> int:
+    """The FP32 encoder's weight MatMuls that read an activation: DeBERTa's relative-position projections
+    (query_proj_1 / key_proj_1: weights times the stored position embeddings) are folded into constants
+    before any INT8 method quantizes, so that ONNX Runtime does not recompute them on every call."""
+    fp32_model = variants.load_without_identities(folder / "encoder.onnx")
+    constant = [n for n in fp32_model.graph.node if n.name.endswith(("query_proj_1/MatMul", "key_proj_1/MatMul"))]
+    assert constant, "the deberta fixture projects its relative positions"
+    return len(variants.weight_matmul_nodes(fp32_model)) - len(constant)
+
+
 def _identical_fraction(reference: dict, model, cases) -> float:
     agreement = corpus_agreement(reference, model, cases)
     return agreement["texts_same"] / agreement["texts_total"]
@@ -113,9 +123,8 @@ def test_variants_side_by_side_load_by_precision(variants_folder):
 def test_default_int8_quantizes_linear_weights_per_block_with_per_row_activations(variants_folder):
     model = onnx.load(str(variants_folder / "encoder_int8.onnx"))
     op_types = [node.op_type for node in model.graph.node]
-    fp32_model = variants.load_without_identities(variants_folder / "encoder.onnx")
     nbits = [node for node in model.graph.node if node.op_type == "MatMulNBits"]
-    assert len(nbits) == len(variants.weight_matmul_nodes(fp32_model))
+    assert len(nbits) == _linear_layers_of_activations(variants_folder)
     attributes = {a.name: a.i for a in nbits[0].attribute}
     assert attributes["bits"] == 8 and attributes["block_size"] == variants.DEFAULT_BLOCK_SIZE
     assert attributes["accuracy_level"] == 4  # activations quantized per row and block: batch-independent
@@ -129,12 +138,7 @@ def test_per_row_integer_int8_quantizes_each_row_for_the_u8s8_integer_gemm(varia
     op_types = [node.op_type for node in graph.node]
     initializers = {init.name: init for init in graph.initializer}
     gemms = [node for node in graph.node if node.op_type == "MatMulIntegerToFloat"]
-    # DeBERTa's relative-position projections depend on weights only: folded away before quantizing, so
-    # that ONNX Runtime does not recompute them on every call.
-    fp32_model = variants.load_without_identities(variants_folder / "encoder.onnx")
-    constant_projections = [n for n in fp32_model.graph.node if n.name.endswith(("query_proj_1/MatMul", "key_proj_1/MatMul"))]
-    assert constant_projections
-    assert len(gemms) == len(variants.weight_matmul_nodes(fp32_model)) - len(constant_projections)
+    assert len(gemms) == _linear_layers_of_activations(variants_folder)
     for gemm in gemms:
         weight, zero_point = initializers[gemm.input[1]], initializers[gemm.input[4]]
         assert weight.data_type == onnx.TensorProto.INT8 and len(gemm.input) == 5  # symmetric weights: no zero point
@@ -155,8 +159,7 @@ def test_per_row_integer_int8_quantizes_each_row_for_the_u8s8_integer_gemm(varia
 def test_dynamic_int8_quantizes_linear_weights_per_channel_and_keeps_attention_fp32(variants_folder):
     model = onnx.load(str(variants_folder / "encoder_int8_dynamic.onnx"))
     op_types = [node.op_type for node in model.graph.node]
-    fp32_model = variants.load_without_identities(variants_folder / "encoder.onnx")
-    assert op_types.count("MatMulInteger") == len(variants.weight_matmul_nodes(fp32_model))
+    assert op_types.count("MatMulInteger") == _linear_layers_of_activations(variants_folder)
     assert op_types.count("GatherBlockQuantized") == 1 and "DequantizeLinear" not in op_types
     # Attention scores and context (activation x activation) stay FP32 MatMuls.
     assert op_types.count("MatMul") >= 4

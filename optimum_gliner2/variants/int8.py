@@ -1,13 +1,20 @@
-"""The INT8 variant: the Linear layers in 8 bits (ONNX Runtime's MatMulNBits, or Optimum's `ORTQuantizer`),
-and our embedding table.
+"""The INT8 variant: the Linear layers in 8 bits (our per-row integer graph pass, ONNX Runtime's MatMulNBits,
+or Optimum's `ORTQuantizer`), and our embedding table.
 
-Two ways to quantize the Linear layers, chosen with `method=`:
-- "per_row" (default): ONNX Runtime's `MatMulNBits` with 8-bit weights in blocks along the input dimension
-  and accuracy level 4, which quantizes activations per row and block at run time. A token's numbers then
-  depend on that token's row only, so a text gets the same answer alone and in any batch.
+Three ways to quantize the Linear layers, chosen with `method=`:
+- "per_row_integer": a graph pass of ours. Activations are quantized per row (token), symmetric, when the
+  graph runs, and multiplied with int8 weights (one scale per output column) by ONNX Runtime's
+  `MatMulIntegerToFloat`, a u8 x s8 integer GEMM (VNNI where the CPU has it). A token's numbers depend on
+  that token's row only, so a text gets the same answer alone and in any batch.
+- "per_row": ONNX Runtime's `MatMulNBits` with 8-bit weights in blocks along the input dimension and accuracy
+  level 4, which quantizes activations per row and block at run time: batch-independent too, but its 8-bit
+  kernel gains on FP32 only on large batches.
 - "dynamic": Optimum's `ORTQuantizer` dynamic quantization. Activations get one scale per call, computed
   over the whole padded batch, so a text's answer can change with its neighbours.
-The README's precision table has the measurements behind the default (`python -m benchmarks.precision`).
+Every method first folds what depends on weights only (ONNX Runtime's basic offline optimization): DeBERTa's
+relative-position projections, which ORT folds by itself in an FP32 graph but not once they are quantized.
+The README's precision table has the measurements behind the default (`python -m benchmarks.precision`,
+`python -m benchmarks.int8_encoder`).
 
 Why not `optimum-cli onnxruntime quantize --avx2`: it quantizes all four graphs with one
 configuration, including the embedding Gather with a single scale for the whole table (the
@@ -130,7 +137,7 @@ def _quantize_graph(
     """
     from optimum.onnxruntime import ORTQuantizer
 
-    model = load_without_identities(source)
+    model = load_with_constants_folded(source, staging.path)
     nodes, operators = weight_matmul_nodes(model), ["MatMul"]
     if with_table:
         nodes.append(word_embedding_gather(model).name)
@@ -152,7 +159,7 @@ def _quantize_graph_per_row(source: Path, staging: VariantStaging, graph: str, *
     activations quantized per row and block when the graph runs (accuracy level 4)."""
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
-    model = load_without_identities(source)
+    model = load_with_constants_folded(source, staging.path)
     config = DefaultWeightOnlyQuantConfig(
         block_size=block_size, is_symmetric=True, accuracy_level=4, bits=8, op_types_to_quantize=("MatMul",)
     )
@@ -174,14 +181,17 @@ def _row_quantizer_nodes(activation: str, width: int) -> Tuple[List[onnx.NodePro
         (nodes, the uint8 tensor, the row scales [..., 1] by which the GEMM's output is multiplied).
     """
     prefix = f"{activation}_row_q"
-    absolute, absmax, guarded = f"{prefix}_abs", f"{prefix}_absmax", f"{prefix}_absmax_guarded"
+    highest, lowest, negated_lowest, absmax = (f"{prefix}_{n}" for n in ("max", "min", "negated_min", "absmax"))
     scales, scales_shape, zero_points, quantized = (f"{prefix}_{n}" for n in ("scales", "shape", "zero_points", "u8"))
     nodes = [
-        helper.make_node("Abs", [activation], [absolute], name=f"{prefix}_Abs"),
-        helper.make_node("ReduceMax", [absolute, _ROW_AXES], [absmax], name=f"{prefix}_ReduceMax", keepdims=1),
+        # max(row max, -row min) rather than the max of Abs(x): two reductions read the activation without
+        # writing an Abs copy of it (measured 2-10x faster on [8, 554, 768]).
+        helper.make_node("ReduceMax", [activation, _ROW_AXES], [highest], name=f"{prefix}_ReduceMax", keepdims=1),
+        helper.make_node("ReduceMin", [activation, _ROW_AXES], [lowest], name=f"{prefix}_ReduceMin", keepdims=1),
+        helper.make_node("Neg", [lowest], [negated_lowest], name=f"{prefix}_Neg"),
         # An all-zero row would divide by zero; any positive floor gives it q = 0 and a zero result.
-        helper.make_node("Max", [absmax, _ABSMAX_FLOOR], [guarded], name=f"{prefix}_Max"),
-        helper.make_node("Div", [guarded, _INT8_LEVELS], [scales], name=f"{prefix}_Scales"),
+        helper.make_node("Max", [highest, negated_lowest, _ABSMAX_FLOOR], [absmax], name=f"{prefix}_AbsMax"),
+        helper.make_node("Div", [absmax, _INT8_LEVELS], [scales], name=f"{prefix}_Scales"),
         # QuantizeLinear wants a zero point of the scales' shape.
         helper.make_node("Shape", [scales], [scales_shape], name=f"{prefix}_Shape"),
         helper.make_node("Expand", [_ZERO_POINT, scales_shape], [zero_points], name=f"{prefix}_ZeroPoints"),
@@ -301,11 +311,15 @@ def quantize_gliner2(
 
     Args:
         folder: A folder written by `optimum-cli export onnx`.
-        method: `"per_row"` (default: ONNX Runtime's MatMulNBits, 8-bit weights per block of `block_size`,
-            activations quantized per row, so answers do not depend on the batch) or `"dynamic"`
-            (Optimum's `ORTQuantizer`, one activation scale per padded batch; `per_channel` and `target`
-            apply to it only).
+        method: One of `INT8_METHODS` (see the module docstring): `"per_row_integer"` (activations quantized
+            per row for ONNX Runtime's u8 x s8 integer GEMM, weights per output column), `"per_row"`
+            (ONNX Runtime's MatMulNBits, 8-bit weights per block of `block_size`, activations per row and
+            block), both batch-independent, or `"dynamic"` (Optimum's `ORTQuantizer`, one activation scale
+            per padded batch; `per_channel` and `target` apply to it only).
         block_size: Weights per scale in the `"per_row"` method (a power of two, at least 16).
+        reduce_range: `"per_row_integer"` only: 7-bit weights ([-63, 63]), which AVX2 CPUs without VNNI
+            multiply exactly; with 8-bit weights their u8 x s8 kernel saturates sums of two products in
+            int16 (measured with `qemu-x86_64 -cpu Haswell`). Costs answers on VNNI CPUs (see the README).
         embeddings: How the word-embedding table is stored, one of `EMBEDDING_STORAGES`. The default,
             `"int8_per_row"`, keeps gliner2's marker-token rows ([P], [E], [R], ...) at cosine >= 0.9999;
             `"int8_per_table"` is ORT's default and is documented as lossy.
