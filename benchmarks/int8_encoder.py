@@ -76,11 +76,11 @@ def token_batch(shape: Tuple[int, int], vocabulary: int, seed: int = 0) -> Dict[
     return {"input_ids": input_ids, "attention_mask": np.ones_like(input_ids)}
 
 
-def measure(methods: Sequence[str], repeats: int) -> Dict[str, Any]:
+def measure(methods: Sequence[str], repeats: int, extra_variants: Sequence[str] = ()) -> Dict[str, Any]:
     import onnxruntime as ort
 
     prepared = prepare(methods)
-    precisions = ["fp32"] + [METHOD_VARIANTS[method] for method in methods]
+    precisions = ["fp32"] + [METHOD_VARIANTS[method] for method in methods] + list(extra_variants)
     from optimum_gliner2.bundle.format import GLiNER2OnnxBundle
 
     sessions = {}
@@ -116,7 +116,7 @@ def measure(methods: Sequence[str], repeats: int) -> Dict[str, Any]:
     return {
         "machine": machine_description(),
         "load_average": {"before": load_before, "after": load_average()},
-        "methods": {METHOD_VARIANTS[m]: m for m in methods},
+        "methods": {**{METHOD_VARIANTS[m]: m for m in methods}, **{v: f"variant {v}" for v in extra_variants}},
         "recipes": recipes,
         "repeats": repeats,
         "threads": 2,
@@ -158,12 +158,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7, help="Interleaved timed calls per encoder and shape.")
     parser.add_argument("--methods", default="per_row_integer,per_row,dynamic",
                         help=f"Comma-separated INT8 methods, of {', '.join(METHOD_VARIANTS)}.")  # fmt: skip
+    parser.add_argument("--extra-variants", default="",
+                        help="Comma-separated variants already in the cached export to time as well (e.g. one made "
+                             "by an earlier version of quantize_gliner2).")  # fmt: skip
     args = parser.parse_args()
     methods = [method for method in args.methods.split(",") if method]
     unknown = set(methods) - set(METHOD_VARIANTS)
     if unknown:
         parser.error(f"unknown methods {sorted(unknown)}; choose from {sorted(METHOD_VARIANTS)}")
-    result = measure(methods, args.repeats)
+    result = measure(methods, args.repeats, [v for v in args.extra_variants.split(",") if v])
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "int8_encoder.json").write_text(json.dumps(result, indent=2))
     text = markdown(result)
