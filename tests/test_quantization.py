@@ -156,6 +156,19 @@ def test_per_row_integer_int8_quantizes_each_row_for_the_u8s8_integer_gemm(varia
     assert op_types.count("MatMul") >= 4  # attention (activation x activation) stays FP32
 
 
+def test_per_row_integer_reduce_range_keeps_weights_in_seven_bits(variants_folder, tmp_path):
+    folder = variants.quantize_gliner2(
+        variants_folder, method="per_row_integer", reduce_range=True, output_dir=tmp_path / "reduce_range"
+    )
+    model = onnx.load(str(folder / "encoder_int8.onnx"))
+    initializers = {init.name: init for init in model.graph.initializer}
+    gemms = [node for node in model.graph.node if node.op_type == "MatMulIntegerToFloat"]
+    largest = [int(np.abs(onnx.numpy_helper.to_array(initializers[g.input[1]]).astype(np.int32)).max()) for g in gemms]
+    # [-63, 63]: AVX2 without VNNI adds two u8 x s8 products in int16, and 255 * 63 * 2 < 32767.
+    assert set(largest) == {63}
+    assert "int7" in GLiNER2OnnxBundle.load(folder).metadata["variant_recipes"]["int8"]["weights"]
+
+
 def test_dynamic_int8_quantizes_linear_weights_per_channel_and_keeps_attention_fp32(variants_folder):
     model = onnx.load(str(variants_folder / "encoder_int8_dynamic.onnx"))
     op_types = [node.op_type for node in model.graph.node]

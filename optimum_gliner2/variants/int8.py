@@ -229,7 +229,7 @@ def _quantize_graph_per_row_integer(source: Path, staging: VariantStaging, graph
     For each activation that feeds weight MatMuls (quantized once, however many MatMuls read it, e.g. the
     query, key and value projections): the row quantizer of `_row_quantizer_nodes`. Each MatMul becomes
     ONNX Runtime's `MatMulIntegerToFloat` (int32 accumulation, per-column weight scales applied in the
-    GEMM's output stage), then a Mul by the row's absmax. ORT's own quantizers have no per-row activation
+    GEMM's output stage), then a Mul by the row's scale. ORT's own quantizers have no per-row activation
     mode outside MatMulNBits, whose 8-bit kernel does not use the integer GEMM.
     """
     model = load_with_constants_folded(source, staging.path)
