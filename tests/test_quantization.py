@@ -157,9 +157,8 @@ def test_per_row_integer_int8_quantizes_each_row_for_the_u8s8_integer_gemm(varia
 
 
 def test_per_row_integer_reduce_range_keeps_weights_in_seven_bits(variants_folder, tmp_path):
-    folder = variants.quantize_gliner2(
-        variants_folder, method="per_row_integer", reduce_range=True, output_dir=tmp_path / "reduce_range"
-    )
+    folder = _copy_export(variants_folder, tmp_path / "reduce_range")
+    variants_command([str(folder), "--int8", "--int8-method", "per_row_integer", "--int8-reduce-range"])
     model = onnx.load(str(folder / "encoder_int8.onnx"))
     initializers = {init.name: init for init in model.graph.initializer}
     gemms = [node for node in model.graph.node if node.op_type == "MatMulIntegerToFloat"]
@@ -187,6 +186,8 @@ def test_int8_method_and_table_combinations_are_checked(variants_folder, tmp_pat
         variants.quantize_gliner2(variants_folder, block_size=24, output_dir=tmp_path / "b")
     with pytest.raises(ValueError, match="int8_per_table"):
         variants.quantize_gliner2(variants_folder, embeddings="int8_per_table", output_dir=tmp_path / "c")
+    with pytest.raises(ValueError, match="reduce_range"):
+        variants.quantize_gliner2(variants_folder, reduce_range=True, output_dir=tmp_path / "d")
 
 
 def test_remaking_a_variant_and_copy_mode_keep_the_source_consistent(variants_folder, tmp_path):

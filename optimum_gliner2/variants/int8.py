@@ -350,6 +350,8 @@ def quantize_gliner2(
         raise ValueError(f"method must be one of {INT8_METHODS}, got {method!r}.")
     if block_size < 16 or block_size & (block_size - 1):
         raise ValueError(f"block_size must be a power of two >= 16, got {block_size!r}.")
+    if reduce_range and method != "per_row_integer":
+        raise ValueError(f'reduce_range applies to method="per_row_integer" only, not {method!r}.')
     if method != "dynamic" and embeddings == "int8_per_table":
         raise ValueError('embeddings="int8_per_table" goes with method="dynamic" (it is ORTQuantizer\'s Gather).')
     folder = prepare_folder(folder, output_dir)
