@@ -11,7 +11,7 @@ held-out set (tests/support/trained_quality.py) against the FP32 export, at batc
 - encoder size against FP32's, and end-to-end speed against FP32 on the same calls (median of
   interleaved repeats; one process, 2 intra-op threads).
 
-Routes: our `--int8` (per-row MatMulNBits, the default), our previous dynamic INT8, Optimum's ORTQuantizer
+Routes: our INT8 methods (`per_row_integer` with 8- and 7-bit weights, `per_row`, `dynamic`), Optimum's ORTQuantizer
 on the encoder (avx2 and avx512_vnni presets), `optimum-cli onnxruntime quantize --avx2` on the whole
 folder, FP16, and ORTOptimizer O2. FP32's own parity with gliner2's PyTorch model is the first row.
 
@@ -86,7 +86,13 @@ def prepare(workdir: Path) -> Tuple[Path, Path, Dict[str, Callable[[], Any]]]:
         optimum_cli("export", "onnx", "--model", str(checkpoint), str(export))
     made = set(json.loads((export / "gliner2_onnx.json").read_text())["variants"])
     steps = {
-        "int8": lambda: variants.quantize_gliner2(export),
+        "int8_per_row_integer": lambda: variants.quantize_gliner2(
+            export, method="per_row_integer", variant="int8_per_row_integer"
+        ),
+        "int8_per_row_integer_reduce_range": lambda: variants.quantize_gliner2(
+            export, method="per_row_integer", reduce_range=True, variant="int8_per_row_integer_reduce_range"
+        ),
+        "int8_per_row": lambda: variants.quantize_gliner2(export, method="per_row", variant="int8_per_row"),
         "int8_dynamic": lambda: variants.quantize_gliner2(export, method="dynamic", variant="int8_dynamic"),
         "fp16": lambda: variants.convert_gliner2_to_fp16(export),
         "o2": lambda: variants.optimize_gliner2(export, "O2"),
@@ -110,8 +116,14 @@ def prepare(workdir: Path) -> Tuple[Path, Path, Dict[str, Callable[[], Any]]]:
 
     routes = {
         "FP32 (the export)": load(export),
-        "INT8, ours (`--int8`: per-row MatMulNBits, **default**)": load(export, precision="int8"),
-        "INT8, ours, dynamic (the previous default)": load(export, precision="int8_dynamic"),
+        "INT8, ours, `per_row_integer` (u8 x s8 MatMulIntegerToFloat, rows quantized per token)": load(
+            export, precision="int8_per_row_integer"
+        ),
+        "INT8, ours, `per_row_integer`, `reduce_range=True` (7-bit weights)": load(
+            export, precision="int8_per_row_integer_reduce_range"
+        ),
+        "INT8, ours, `per_row` (MatMulNBits, 8-bit blocks of 32, accuracy level 4)": load(export, precision="int8_per_row"),
+        "INT8, ours, `dynamic` (ORTQuantizer, one activation scale per batch)": load(export, precision="int8_dynamic"),
         "ORTQuantizer avx2, encoder (`file_name=`)": load(quantizer_folders["avx2"], file_name="encoder_quantized.onnx"),
         "ORTQuantizer avx512_vnni, encoder (`file_name=`)": load(
             quantizer_folders["avx512_vnni"], file_name="encoder_quantized.onnx"

@@ -9,7 +9,7 @@ share the FP32 head files. An interrupted run leaves the folder loadable, withou
 
 | variant | made by | what changes |
 |---|---|---|
-| `int8` | ONNX Runtime's MatMulNBits quantizer (`method="per_row"`), or Optimum `ORTQuantizer` dynamic (`method="dynamic"`) | encoder Linear weights INT8 (per block of 32 inputs / per channel), activations per row / per call, embedding table per `embeddings` |
+| `int8` | ONNX Runtime's MatMulNBits quantizer (`method="per_row"`), our per-row graph pass to ORT's u8 x s8 MatMulIntegerToFloat (`method="per_row_integer"`), or Optimum `ORTQuantizer` dynamic (`method="dynamic"`) | encoder Linear weights INT8 (per block of 32 inputs / per output column / per channel), activations per row and block / per row / per call, embedding table per `embeddings` |
 | `fp16` | onnxconverter-common, `keep_io_types=True` | encoder Linear weights and embedding table FP16, the rest FP32 |
 | `o1` `o2` `o3` | Optimum `ORTOptimizer` | encoder graph fused at that level (deberta-v2 and BERT use ORT's "bert" fusions) |
 

@@ -19,6 +19,7 @@ def add_variants(
     optimize: Optional[str] = None,
     embeddings: str = DEFAULT_EMBEDDINGS,
     int8_method: str = DEFAULT_METHOD,
+    int8_reduce_range: bool = False,
 ) -> Path:
     """Add the INT8, FP16 and/or optimized variants to an exported folder, in place.
 
@@ -29,13 +30,14 @@ def add_variants(
         optimize: Also add an optimized variant at this level (`"O1"`, `"O2"`, `"O3"`; `optimize_gliner2`).
         embeddings: Embedding-table storage of the INT8 variant.
         int8_method: How the INT8 variant quantizes the Linear layers (`quantize_gliner2`'s `method`).
+        int8_reduce_range: 7-bit weights for `int8_method="per_row_integer"` (`quantize_gliner2`'s `reduce_range`).
 
     Returns:
         The folder.
     """
     folder = Path(folder)
     if int8:
-        quantize_gliner2(folder, embeddings=embeddings, method=int8_method)
+        quantize_gliner2(folder, embeddings=embeddings, method=int8_method, reduce_range=int8_reduce_range)
     if fp16:
         convert_gliner2_to_fp16(folder)
     if optimize:

@@ -31,6 +31,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--optimize", choices=OPTIMIZATION_LEVELS, help="Add an optimized variant ('o1', 'o2', 'o3').")
     parser.add_argument("--int8-method", choices=INT8_METHODS, default=DEFAULT_METHOD,
                         help=f"How --int8 quantizes the Linear layers (default {DEFAULT_METHOD}: batch-independent).")
+    parser.add_argument("--int8-reduce-range", action="store_true",
+                        help="With --int8-method per_row_integer: 7-bit weights, exact on AVX2 CPUs without VNNI "
+                             "(costs answers on VNNI CPUs; see the README).")  # fmt: skip
     parser.add_argument("--embeddings", choices=EMBEDDING_STORAGES, default=DEFAULT_EMBEDDINGS,
                         help=f"Embedding-table storage of the INT8 variant (default {DEFAULT_EMBEDDINGS}).")
     parser.add_argument("--import-optimum-cli", type=Path, metavar="OUT_Q",
@@ -43,7 +46,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         parser.error("nothing to do: pass --int8, --fp16, --optimize, --import-optimum-cli and/or --model.")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     variants = dict(
-        int8=args.int8, fp16=args.fp16, optimize=args.optimize, embeddings=args.embeddings, int8_method=args.int8_method
+        int8=args.int8,
+        fp16=args.fp16,
+        optimize=args.optimize,
+        embeddings=args.embeddings,
+        int8_method=args.int8_method,
+        int8_reduce_range=args.int8_reduce_range,
     )
     if args.model:
         export_all_variants(args.model, args.folder, **variants)

@@ -1,13 +1,20 @@
-"""The INT8 variant: the Linear layers in 8 bits (ONNX Runtime's MatMulNBits, or Optimum's `ORTQuantizer`),
-and our embedding table.
+"""The INT8 variant: the Linear layers in 8 bits (our per-row integer graph pass, ONNX Runtime's MatMulNBits,
+or Optimum's `ORTQuantizer`), and our embedding table.
 
-Two ways to quantize the Linear layers, chosen with `method=`:
-- "per_row" (default): ONNX Runtime's `MatMulNBits` with 8-bit weights in blocks along the input dimension
-  and accuracy level 4, which quantizes activations per row and block at run time. A token's numbers then
-  depend on that token's row only, so a text gets the same answer alone and in any batch.
+Three ways to quantize the Linear layers, chosen with `method=`:
+- "per_row_integer": a graph pass of ours. Activations are quantized per row (token), symmetric, when the
+  graph runs, and multiplied with int8 weights (one scale per output column) by ONNX Runtime's
+  `MatMulIntegerToFloat`, a u8 x s8 integer GEMM (VNNI where the CPU has it). A token's numbers depend on
+  that token's row only, so a text gets the same answer alone and in any batch.
+- "per_row": ONNX Runtime's `MatMulNBits` with 8-bit weights in blocks along the input dimension and accuracy
+  level 4, which quantizes activations per row and block at run time: batch-independent too, but its 8-bit
+  kernel gains on FP32 only on large batches.
 - "dynamic": Optimum's `ORTQuantizer` dynamic quantization. Activations get one scale per call, computed
   over the whole padded batch, so a text's answer can change with its neighbours.
-The README's precision table has the measurements behind the default (`python -m benchmarks.precision`).
+Every method first folds what depends on weights only (ONNX Runtime's basic offline optimization): DeBERTa's
+relative-position projections, which ORT folds by itself in an FP32 graph but not once they are quantized.
+The README's precision table has the measurements behind the default (`python -m benchmarks.precision`,
+`python -m benchmarks.int8_encoder`).
 
 Why not `optimum-cli onnxruntime quantize --avx2`: it quantizes all four graphs with one
 configuration, including the embedding Gather with a single scale for the whole table (the
@@ -20,13 +27,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from optimum_gliner2.variants.graphs import (
+    converted_to_opset,
+    load_with_constants_folded,
     load_without_identities,
     save_graph,
     weight_matmul_nodes,
@@ -46,7 +55,7 @@ DEFAULT_EMBEDDINGS = "int8_per_row"
 #: Optimum's AutoQuantizationConfig presets usable for dynamic quantization.
 QUANTIZATION_TARGETS = ("avx2", "avx512", "avx512_vnni", "arm64")
 #: How the Linear layers are quantized (see the module docstring).
-INT8_METHODS = ("per_row", "dynamic")
+INT8_METHODS = ("per_row", "per_row_integer", "dynamic")
 DEFAULT_METHOD = "per_row"
 #: Weights per scale in the "per_row" method, along the input dimension (a power of two, >= 16).
 DEFAULT_BLOCK_SIZE = 32
@@ -128,7 +137,7 @@ def _quantize_graph(
     """
     from optimum.onnxruntime import ORTQuantizer
 
-    model = load_without_identities(source)
+    model = load_with_constants_folded(source, staging.path)
     nodes, operators = weight_matmul_nodes(model), ["MatMul"]
     if with_table:
         nodes.append(word_embedding_gather(model).name)
@@ -150,13 +159,136 @@ def _quantize_graph_per_row(source: Path, staging: VariantStaging, graph: str, *
     activations quantized per row and block when the graph runs (accuracy level 4)."""
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
-    model = load_without_identities(source)
+    model = load_with_constants_folded(source, staging.path)
     config = DefaultWeightOnlyQuantConfig(
         block_size=block_size, is_symmetric=True, accuracy_level=4, bits=8, op_types_to_quantize=("MatMul",)
     )
     quantizer = MatMulNBitsQuantizer(model, nodes_to_include=weight_matmul_nodes(model), algo_config=config)
     quantizer.process()
     save_graph(quantizer.model.model, staging.path / staging.file_name(graph))
+
+
+def _row_quantizer_nodes(activation: str, width: int) -> Tuple[List[onnx.NodeProto], str, str]:
+    """Nodes that quantize `activation` [..., width] per row (its last axis) for `MatMulIntegerToFloat`.
+
+    Symmetric: scale = absmax(row) / 127, so q = round(x / scale) lies in [-127, 127]; stored as uint8 with
+    a zero point of 128, so the GEMM runs u8 x s8, the form ONNX Runtime's VNNI (and AVX2) kernels take.
+    Every number of a row depends on that row only: a token's result is the same alone and in any batch.
+    One QuantizeLinear with a block as wide as the row (opset 21) does the division, rounding, shift and
+    cast in one pass over the activation.
+
+    Returns:
+        (nodes, the uint8 tensor, the row scales [..., 1] by which the GEMM's output is multiplied).
+    """
+    prefix = f"{activation}_row_q"
+    highest, lowest, negated_lowest, absmax = (f"{prefix}_{n}" for n in ("max", "min", "negated_min", "absmax"))
+    scales, scales_shape, zero_points, quantized = (f"{prefix}_{n}" for n in ("scales", "shape", "zero_points", "u8"))
+    nodes = [
+        # max(row max, -row min) rather than the max of Abs(x): two reductions read the activation without
+        # writing an Abs copy of it (measured 2-10x faster on [8, 554, 768]).
+        helper.make_node("ReduceMax", [activation, _ROW_AXES], [highest], name=f"{prefix}_ReduceMax", keepdims=1),
+        helper.make_node("ReduceMin", [activation, _ROW_AXES], [lowest], name=f"{prefix}_ReduceMin", keepdims=1),
+        helper.make_node("Neg", [lowest], [negated_lowest], name=f"{prefix}_Neg"),
+        # An all-zero row would divide by zero; any positive floor gives it q = 0 and a zero result.
+        helper.make_node("Max", [highest, negated_lowest, _ABSMAX_FLOOR], [absmax], name=f"{prefix}_AbsMax"),
+        helper.make_node("Div", [absmax, _INT8_LEVELS], [scales], name=f"{prefix}_Scales"),
+        # QuantizeLinear wants a zero point of the scales' shape.
+        helper.make_node("Shape", [scales], [scales_shape], name=f"{prefix}_Shape"),
+        helper.make_node("Expand", [_ZERO_POINT, scales_shape], [zero_points], name=f"{prefix}_ZeroPoints"),
+        helper.make_node(
+            "QuantizeLinear", [activation, scales, zero_points], [quantized], name=f"{prefix}_Quantize",
+            axis=-1, block_size=width,
+        ),
+    ]
+    return nodes, quantized, scales
+
+
+# Shared constants of the per-row integer graph pass (names unlikely to clash with an exporter's).
+_ROW_AXES, _ABSMAX_FLOOR, _INT8_LEVELS = "int8_row_axes", "int8_row_absmax_floor", "int8_row_levels"
+_ZERO_POINT, _UNIT_SCALE = "int8_row_zero_point", "int8_row_unit_scale"
+#: The opset of blocked QuantizeLinear (a scale per block of `block_size` along an axis).
+_ROW_QUANTIZER_OPSET = 21
+
+
+def _per_column_int8_weights(weight: np.ndarray, reduce_range: bool) -> Tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 weights with one scale per output column: (int8 [K, N], float32 scales [N]).
+
+    With `reduce_range`, 7 bits ([-63, 63]): on AVX2 CPUs without VNNI, ONNX Runtime's u8 x s8 kernel adds
+    pairs of products in int16 (vpmaddubsw), which 255 * 127 * 2 overflows and 255 * 63 * 2 does not.
+    """
+    levels = 63.0 if reduce_range else 127.0
+    scales = np.abs(weight).max(axis=0) / levels
+    scales[scales == 0] = 1.0
+    quantized = np.clip(np.round(weight / scales), -levels, levels).astype(np.int8)
+    return quantized, scales.astype(np.float32)
+
+
+def _quantize_graph_per_row_integer(source: Path, staging: VariantStaging, graph: str, *, reduce_range: bool) -> None:
+    """Rewrite one graph's weight MatMuls into per-row u8 x s8 integer GEMMs (`method="per_row_integer"`).
+
+    For each activation that feeds weight MatMuls (quantized once, however many MatMuls read it, e.g. the
+    query, key and value projections): the row quantizer of `_row_quantizer_nodes`. Each MatMul becomes
+    ONNX Runtime's `MatMulIntegerToFloat` (int32 accumulation, per-column weight scales applied in the
+    GEMM's output stage), then a Mul by the row's scale. ORT's own quantizers have no per-row activation
+    mode outside MatMulNBits, whose 8-bit kernel does not use the integer GEMM.
+    """
+    model = load_with_constants_folded(source, staging.path)
+    if next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) < _ROW_QUANTIZER_OPSET:
+        model = converted_to_opset(model, _ROW_QUANTIZER_OPSET)
+    graph_proto = model.graph
+    targets = set(weight_matmul_nodes(model))
+    weights = {init.name: init for init in graph_proto.initializer}
+    graph_proto.initializer.extend(
+        [
+            numpy_helper.from_array(np.array([-1], dtype=np.int64), _ROW_AXES),
+            numpy_helper.from_array(np.array(1e-30, dtype=np.float32), _ABSMAX_FLOOR),
+            numpy_helper.from_array(np.array(127.0, dtype=np.float32), _INT8_LEVELS),
+            numpy_helper.from_array(np.array(128, dtype=np.uint8), _ZERO_POINT),
+            numpy_helper.from_array(np.array(1.0, dtype=np.float32), _UNIT_SCALE),
+        ]
+    )
+    quantized_rows: Dict[str, Tuple[str, str]] = {}
+    replaced_weights = set()
+    rewritten: List[onnx.NodeProto] = []
+    for node in graph_proto.node:
+        if node.name not in targets:
+            rewritten.append(node)
+            continue
+        activation, weight_name = node.input
+        if activation not in quantized_rows:
+            width = weights[weight_name].dims[0]
+            nodes, quantized, row_scales = _row_quantizer_nodes(activation, width)
+            rewritten.extend(nodes)
+            quantized_rows[activation] = (quantized, row_scales)
+        quantized, row_scales = quantized_rows[activation]
+        int8_name, scales_name = f"{weight_name}_int8_per_column", f"{weight_name}_column_scales"
+        if weight_name not in replaced_weights:
+            weight = numpy_helper.to_array(weights[weight_name]).astype(np.float32)
+            int8_weight, scales = _per_column_int8_weights(weight, reduce_range)
+            graph_proto.initializer.extend(
+                [numpy_helper.from_array(int8_weight, int8_name), numpy_helper.from_array(scales, scales_name)]
+            )
+            replaced_weights.add(weight_name)
+        unscaled = f"{node.output[0]}_per_unit_row"
+        rewritten += [
+            helper.make_node(
+                "MatMulIntegerToFloat",
+                [quantized, int8_name, _UNIT_SCALE, scales_name, _ZERO_POINT],
+                [unscaled],
+                name=f"{node.name}_integer",
+                domain="com.microsoft",
+            ),
+            # MatMulIntegerToFloat takes one activation scale per tensor: the rows' scales come after.
+            helper.make_node("Mul", [unscaled, row_scales], [node.output[0]], name=f"{node.name}_row_scale"),
+        ]
+    del graph_proto.node[:]
+    graph_proto.node.extend(rewritten)
+    still_read = {name for node in graph_proto.node for name in node.input}
+    for name in replaced_weights - still_read:
+        graph_proto.initializer.remove(weights[name])
+    if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    save_graph(model, staging.path / staging.file_name(graph))
 
 
 def quantize_gliner2(
@@ -166,6 +298,7 @@ def quantize_gliner2(
     block_size: int = DEFAULT_BLOCK_SIZE,
     embeddings: str = DEFAULT_EMBEDDINGS,
     per_channel: bool = True,
+    reduce_range: bool = False,
     quantize_heads: bool = False,
     target: str = "avx2",
     variant: str = "int8",
@@ -178,11 +311,15 @@ def quantize_gliner2(
 
     Args:
         folder: A folder written by `optimum-cli export onnx`.
-        method: `"per_row"` (default: ONNX Runtime's MatMulNBits, 8-bit weights per block of `block_size`,
-            activations quantized per row, so answers do not depend on the batch) or `"dynamic"`
-            (Optimum's `ORTQuantizer`, one activation scale per padded batch; `per_channel` and `target`
-            apply to it only).
+        method: One of `INT8_METHODS` (see the module docstring): `"per_row_integer"` (activations quantized
+            per row for ONNX Runtime's u8 x s8 integer GEMM, weights per output column), `"per_row"`
+            (ONNX Runtime's MatMulNBits, 8-bit weights per block of `block_size`, activations per row and
+            block), both batch-independent, or `"dynamic"` (Optimum's `ORTQuantizer`, one activation scale
+            per padded batch; `per_channel` and `target` apply to it only).
         block_size: Weights per scale in the `"per_row"` method (a power of two, at least 16).
+        reduce_range: `"per_row_integer"` only: 7-bit weights ([-63, 63]), which AVX2 CPUs without VNNI
+            multiply exactly; with 8-bit weights their u8 x s8 kernel saturates sums of two products in
+            int16 (measured with `qemu-x86_64 -cpu Haswell`). Costs answers on VNNI CPUs (see the README).
         embeddings: How the word-embedding table is stored, one of `EMBEDDING_STORAGES`. The default,
             `"int8_per_row"`, keeps gliner2's marker-token rows ([P], [E], [R], ...) at cosine >= 0.9999;
             `"int8_per_table"` is ORT's default and is documented as lossy.
@@ -213,13 +350,17 @@ def quantize_gliner2(
         raise ValueError(f"method must be one of {INT8_METHODS}, got {method!r}.")
     if block_size < 16 or block_size & (block_size - 1):
         raise ValueError(f"block_size must be a power of two >= 16, got {block_size!r}.")
-    if method == "per_row" and embeddings == "int8_per_table":
+    if reduce_range and method != "per_row_integer":
+        raise ValueError(f'reduce_range applies to method="per_row_integer" only, not {method!r}.')
+    if method != "dynamic" and embeddings == "int8_per_table":
         raise ValueError('embeddings="int8_per_table" goes with method="dynamic" (it is ORTQuantizer\'s Gather).')
     folder = prepare_folder(folder, output_dir)
 
     def quantize(graph: str, source: Path, with_table: bool) -> None:
         if method == "per_row":
             _quantize_graph_per_row(source, staging, graph, block_size=block_size)
+        elif method == "per_row_integer":
+            _quantize_graph_per_row_integer(source, staging, graph, reduce_range=reduce_range)
         else:
             _quantize_graph(source, staging, graph, target=target, per_channel=per_channel, with_table=with_table)
 
@@ -242,6 +383,12 @@ def quantize_gliner2(
                 "tool": "onnxruntime MatMulNBitsQuantizer (bits=8, accuracy_level=4)",
                 "weights": f"Linear MatMul weights int8, symmetric, one scale per {block_size} inputs",
                 "activations": "int8 per row and block, at run time",
+            }
+        elif method == "per_row_integer":
+            recipe = {
+                "tool": "optimum_gliner2 graph pass: onnxruntime MatMulIntegerToFloat (u8 x s8)",
+                "weights": f"Linear MatMul weights int{7 if reduce_range else 8}, symmetric, one scale per output column",
+                "activations": "int8 symmetric per row (token), at run time, as uint8 with zero point 128",
             }
         else:
             recipe = {
