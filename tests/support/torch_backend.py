@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from optimum_gliner2.runtime import CandidateScores, GLiNER2Pipeline
+from optimum_gliner2.runtime import CandidateScores, GLiNER2Pipeline, RecordScores
 
 
 class TorchBackend:
@@ -114,6 +114,36 @@ class TorchBoundaryBackend:
             count_log_rates=zeros if out.count_log_rates is None else out.count_log_rates.float().numpy(),
         )
 
+
+    def score_records(
+        self, text_states, text_mask, query_states, query_mask, field_queries, field_mask, modes, anchor_fields, group_mask
+    ) -> RecordScores:
+        # gliner2's _extract_from_batch: the head's candidates (with their states), then the dense record head.
+        with torch.inference_mode():
+            queries = self._tensor(query_states)
+            out = self.model.boundary_head(
+                self._tensor(text_states),
+                self._tensor(text_mask).bool(),
+                queries,
+                self._tensor(query_mask).bool(),
+                return_candidates=True,
+            )
+            field_mask = self._tensor(field_mask).bool()
+            routing = (
+                self._tensor(field_queries),
+                field_mask,
+                torch.zeros_like(field_mask),  # scalar fields: read by the training loss only
+                self._tensor(modes),
+                self._tensor(anchor_fields),
+                self._tensor(group_mask).bool(),
+            )
+            dense = self.model.record_decoder.forward_groups_dense(queries, out.candidates, routing)
+        return RecordScores(
+            dense.object_logits.float().numpy(),
+            dense.assign_logits.float().numpy(),
+            dense.instance_mask.numpy(),
+            dense.field_membership.numpy(),
+        )
 
     def score_explicit_spans(self, text_states, text_mask, query_states, query_mask, spans, span_mask):
         # gliner2 raises when a span does not fit the pool: nothing is ever reported outside it.
