@@ -9,9 +9,10 @@ give gliner2 2.1's answers.
   word gets a choice value. We answer instead (runtime/boundary.py); the reference for those cases
   is gliner2 with that one conversion made total, placing the value at (0, 0) as gliner2 does for a
   record without an anchor. `test_token_boundaries_bug_is_answered` shows the crash and our answer.
-- The assignment of exclusive scalar fields: gliner2 uses scipy when it is importable, else its own
-  solver. Our solver (runtime/records.py) is checked against a brute force, and every parity case
-  runs against gliner2 on both paths.
+- The assignment of exclusive scalar fields: gliner2 uses scipy when it is importable (the test
+  extra installs it), else its own solver. Our solver (runtime/records.py) is checked against a brute
+  force and against gliner2's own solver on heavy ties, and the record cases run against gliner2 on
+  both of its paths.
 
 Texts, labels and offsets must be equal; confidences within 1e-4 (tests/support/parity.py).
 """
@@ -27,7 +28,7 @@ import pytest
 from optimum_gliner2.runtime.records import min_cost_assignment
 from tests.support.parity import assert_same_results
 from tests.support.parity_corpus import LONG_TEXT, MEDIUM_TEXT, PRODUCT_STRUCTURE, SENTENCES, Case, run_case
-from tests.support.torch_backend import torch_pipeline
+from tests.support.torch_backend import gliner2_without_token_boundaries_crash, torch_pipeline
 
 
 def _people_and_events(schema):
@@ -92,35 +93,17 @@ RECORD_CASES = (
 CASE_IDS = [case.name for case in RECORD_CASES]
 
 
-def _remove_token_boundaries_crash(monkeypatch) -> None:
-    """gliner2 2.1.0 with its one unchecked conversion (a record's anchor on a choice-prefix word)
-    answering (0, 0) instead of raising; every other conversion it range-checks first."""
-    import gliner2.models.boundary.engine as engine
-
-    checked = engine.token_boundaries_to_character_offsets
-
-    def total(start, end, start_map, end_map):
-        if start < 0 or end > len(end_map) or end <= start:
-            return 0, 0
-        return checked(start, end, start_map, end_map)
-
-    monkeypatch.setattr(engine, "token_boundaries_to_character_offsets", total)
+@pytest.fixture
+def gliner2_without_the_token_boundaries_crash():
+    with gliner2_without_token_boundaries_crash():
+        yield
 
 
 @pytest.fixture
-def gliner2_without_the_token_boundaries_crash(monkeypatch):
-    _remove_token_boundaries_crash(monkeypatch)
-
-
-@pytest.fixture(params=["scipy", "pure-python"])
-def gliner2_assignment(request, monkeypatch):
-    """Run gliner2 with scipy's assignment (when scipy is installed) or with its own solver."""
-    if request.param == "scipy":
-        pytest.importorskip("scipy.optimize")
-    else:
-        # gliner2 imports scipy inside linear_sum_assignment, each call: a None entry makes it fail.
-        monkeypatch.setitem(sys.modules, "scipy.optimize", None)
-    return request.param
+def gliner2_without_scipy(monkeypatch):
+    """gliner2 on its own assignment solver: it imports scipy inside linear_sum_assignment at each
+    call, and a None entry in sys.modules makes that import fail."""
+    monkeypatch.setitem(sys.modules, "scipy.optimize", None)
 
 
 @pytest.fixture(scope="module")
@@ -143,10 +126,25 @@ def _record_count(result) -> int:
 
 @pytest.mark.usefixtures("gliner2_without_the_token_boundaries_crash")
 @pytest.mark.parametrize("case", RECORD_CASES, ids=CASE_IDS)
-def test_host_records_match_gliner2(boundary_models, host_pipelines, boundary_variant, gliner2_assignment, case):
+def test_host_records_match_gliner2(boundary_models, host_pipelines, boundary_variant, case):
+    """gliner2 as installed: with the test extra, on scipy's assignment."""
     expected = run_case(boundary_models[boundary_variant], case)
     actual = run_case(host_pipelines[boundary_variant], case)
-    assert_same_results(expected, actual, context=f"{boundary_variant}/{case.name}/{gliner2_assignment}")
+    assert_same_results(expected, actual, context=f"{boundary_variant}/{case.name}")
+
+
+#: The cases whose structures have exclusive scalar fields (the joint assignment), and long texts.
+ASSIGNMENT_CASES = [case for case in RECORD_CASES if case.name in ("json_products", "json_people", "natural_builder", "latent_anchorless")]
+
+
+@pytest.mark.usefixtures("gliner2_without_the_token_boundaries_crash", "gliner2_without_scipy")
+@pytest.mark.parametrize("variant", ["boundary", "boundary_seed1"])
+@pytest.mark.parametrize("case", ASSIGNMENT_CASES, ids=[case.name for case in ASSIGNMENT_CASES])
+def test_host_records_match_gliner2_without_scipy(boundary_models, host_pipelines, variant, case):
+    """gliner2 on its own pure-Python assignment solver gives the same answers too."""
+    expected = run_case(boundary_models[variant], case)
+    actual = run_case(host_pipelines[variant], case)
+    assert_same_results(expected, actual, context=f"{variant}/{case.name}/pure-python")
 
 
 @pytest.fixture(scope="module")
@@ -161,8 +159,15 @@ def onnx_models(boundary_exported_dirs) -> dict:
     return _Models()
 
 
+#: The exported graph on every fixture, for one case of each kind (the host tests cover the rest).
+ONNX_CASES = [
+    case for case in RECORD_CASES
+    if case.name in ("json_products", "json_people", "json_review", "latent_anchorless", "records_and_everything", "long_json_batch")
+]  # fmt: skip
+
+
 @pytest.mark.usefixtures("gliner2_without_the_token_boundaries_crash")
-@pytest.mark.parametrize("case", RECORD_CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("case", ONNX_CASES, ids=[case.name for case in ONNX_CASES])
 def test_onnx_records_match_gliner2(boundary_models, onnx_models, boundary_variant, case):
     expected = run_case(boundary_models[boundary_variant], case)
     actual = run_case(onnx_models[boundary_variant], case)
@@ -186,8 +191,7 @@ def test_token_boundaries_bug_is_answered(boundary_models, host_pipelines):
     assert answer["product"], "records were formed"
     colors = [record["color"] for record in answer["product"] if record["color"] is not None]
     assert colors and all(color["text"] in ("red", "blue", "green", "black") for color in colors)
-    with pytest.MonkeyPatch.context() as patch:
-        _remove_token_boundaries_crash(patch)
+    with gliner2_without_token_boundaries_crash():
         expected = model.extract_json(text, PRODUCT_STRUCTURE, include_confidence=True, include_spans=True)
     assert_same_results(expected, answer)
 

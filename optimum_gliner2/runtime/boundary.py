@@ -496,14 +496,14 @@ class BoundaryHeads:
             found_at = position_in_prefix(choice, record.plan.choice_prefix)
             if found_at >= 0:
                 prefix_choices[found_at] = choice
+        pool = output.record_group.candidates
         spans: List[Span] = []
         for (start, end), assigned_probability in assigned:
             # The candidate's own probability for this field, capped by the assignment's.
-            pool = output.record_group.candidates
             exact = (pool[:, 0] == start) & (pool[:, 1] == end)
             candidate_probability = float(output.pool_probabilities[position][exact].max()) if exact.any() else 0.0
             probability = min(candidate_probability, float(assigned_probability))
-            passes = (field.threshold is None or probability >= field.threshold)
+            passes = field.threshold is None or probability >= field.threshold
             if field.choices and end <= offset:
                 # A choice word of the prefix: the value is the choice, placed at the record's anchor.
                 surface = prefix_choices.get(start, "")
@@ -530,7 +530,16 @@ class BoundaryHeads:
         shown = [span_payload(span, options) for span in spans]
         return (shown[0] if shown else None) if is_scalar else shown
 
-    def _record_choice(self, record, output, field, is_scalar, spans, record_index, anchors) -> Any:
+    def _record_choice(
+        self,
+        record: EncodedText,
+        output: TaskOutput,
+        field: RecordFieldPlan,
+        is_scalar: bool,
+        spans: List[Span],
+        record_index: int,
+        anchors: List[Optional[Tuple[int, int]]],
+    ) -> Any:
         """A choice field of a record: the choices written near the record's anchor when the text
         has any (the nearest one for a scalar), else the kept spans that are choices, else the
         field-level scoring of the choice words."""

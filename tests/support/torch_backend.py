@@ -7,8 +7,9 @@ models (gliner2's `GLiNER2`), `TorchBoundaryBackend` GLiNER2.5 models (gliner2's
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Iterator, Tuple
 
 import numpy as np
 import torch
@@ -182,3 +183,30 @@ def torch_pipeline(model, checkpoint_dir, **kwargs) -> GLiNER2Pipeline:
     kwargs.setdefault("token_pooling", model.config.token_pooling)
     backend = TorchBoundaryBackend(model) if getattr(model, "architecture", "span") == "boundary" else TorchBackend(model)
     return GLiNER2Pipeline(backend, tokenizer, **kwargs)
+
+
+@contextlib.contextmanager
+def gliner2_without_token_boundaries_crash() -> Iterator[None]:
+    """gliner2 2.1.0 with its one unchecked token-to-character conversion made total.
+
+    Its boundary engine converts a record's anchor to characters without a range check when the
+    record gets a choice value from the choice prefix; an anchor on a prefix word then raises
+    `ValueError: token boundaries [..) out of range`. Inside this block that conversion answers
+    (0, 0), which is where gliner2 places such a value for a record without an anchor, and what the
+    runtime answers (a deliberate difference, README). Every other conversion gliner2 range-checks
+    before making it, so nothing else changes.
+    """
+    import gliner2.models.boundary.engine as engine
+
+    checked = engine.token_boundaries_to_character_offsets
+
+    def total(start, end, start_map, end_map):
+        if start < 0 or end > len(end_map) or end <= start:
+            return 0, 0
+        return checked(start, end, start_map, end_map)
+
+    engine.token_boundaries_to_character_offsets = total
+    try:
+        yield
+    finally:
+        engine.token_boundaries_to_character_offsets = checked
