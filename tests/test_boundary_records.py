@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -240,3 +241,37 @@ def test_min_cost_assignment_refuses_bad_costs():
     with pytest.raises(ValueError, match="NaN or infinite"):
         min_cost_assignment(np.array([[0.0, np.nan]]))
     assert [len(part) for part in min_cost_assignment(np.zeros((0, 3)))] == [0, 0]
+
+
+def test_only_boundary_exports_with_a_record_head_have_the_record_graph():
+    from optimum_gliner2.bundle.format import ARCHITECTURE_GRAPHS, graph_names
+
+    assert graph_names("boundary", has_record_head=True) == (*ARCHITECTURE_GRAPHS["boundary"], "record_head")
+    assert graph_names("boundary", has_record_head=False) == ARCHITECTURE_GRAPHS["boundary"]
+    assert graph_names("span", has_record_head=True) == ARCHITECTURE_GRAPHS["span"]
+
+
+def test_exports_from_before_records_still_load_and_refuse_records_in_one_line(boundary_exported_dirs, tmp_path):
+    """A bundle written before record decoding (no record_head graph, no record_temperature) loads,
+    answers everything else, and refuses record calls naming the fix."""
+    import json
+    import shutil
+
+    from optimum_gliner2.bundle.format import METADATA_FILE
+    from optimum_gliner2.runtime import GLiNER2InputError, GLiNER2ONNXRuntime
+
+    folder = Path(shutil.copytree(boundary_exported_dirs["boundary"], tmp_path / "old"))
+    metadata = json.loads((folder / METADATA_FILE).read_text())
+    metadata["graphs"].remove("record_head")
+    for files in metadata["variants"].values():
+        files.pop("record_head", None)
+    metadata["files"].pop("record_head.onnx")
+    del metadata["boundary_head"]["record_temperature"]
+    (folder / METADATA_FILE).write_text(json.dumps(metadata))
+    (folder / "record_head.onnx").unlink()
+    model = GLiNER2ONNXRuntime.from_pretrained(folder)
+    assert "record_head" not in model.bundle.graph_names
+    assert isinstance(model.extract_entities(SENTENCES[0], ["person", "company"]), dict)
+    with pytest.raises(GLiNER2InputError, match="no record_head graph") as raised:
+        model.extract_json(SENTENCES[0], PRODUCT_STRUCTURE)
+    assert "\n" not in str(raised.value)
