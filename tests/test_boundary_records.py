@@ -77,7 +77,8 @@ REVIEW = {"review": ["aspect::[camera|screen|battery|price]::list", "opinion::[g
 
 RECORD_CASES = (
     Case("json_products", "batch_extract_json", SENTENCES[:6], PRODUCT_STRUCTURE, {"include_confidence": True, "include_spans": True}),
-    Case("json_products_low_threshold", "batch_extract_json", SENTENCES[6:12], PRODUCT_STRUCTURE, {"threshold": 0.3, "batch_size": 4}),
+    # A low threshold makes many records (gliner2's pure-Python solver is slow on them: few texts).
+    Case("json_products_low_threshold", "batch_extract_json", SENTENCES[6:9], PRODUCT_STRUCTURE, {"threshold": 0.35, "batch_size": 2}),
     Case("json_people", "batch_extract_json", SENTENCES[:8], PEOPLE, {"include_confidence": True, "threshold": 0.4}),
     Case("json_people_spans", "extract_json", SENTENCES[9], PEOPLE, {"include_spans": True}),
     Case("json_review", "batch_extract_json", SENTENCES[4:12], REVIEW, {"threshold": 0.35, "include_confidence": True}),
@@ -178,7 +179,7 @@ def test_onnx_records_match_gliner2(boundary_models, onnx_models, boundary_varia
 def test_cases_form_several_records(boundary_models, host_pipelines, gliner2_without_the_token_boundaries_crash):
     """The parity cases are not vacuous: structures hold several records on every fixture."""
     for variant in ("boundary", "boundary_seed1", "boundary_seed2"):
-        counts = [_record_count(run_case(host_pipelines[variant], case)) for case in RECORD_CASES[:3]]
+        counts = [_record_count(run_case(host_pipelines[variant], case)) for case in (RECORD_CASES[0], RECORD_CASES[2])]
         assert max(counts) > 1, (variant, counts)
 
 
