@@ -17,7 +17,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from optimum_gliner2.bundle.format import ARCHITECTURE_GRAPHS, BOUNDARY_HEAD_KEYS, METADATA_FILE, GLiNER2OnnxBundle
+from optimum_gliner2.bundle.format import BOUNDARY_HEAD_KEYS, METADATA_FILE, GLiNER2OnnxBundle, graph_names
 from optimum_gliner2.errors import GLiNER2ExportError, GLiNER2LoadError
 from optimum_gliner2.exporters.validation import (
     BOUNDARY_HEAD_CASES,
@@ -67,7 +67,7 @@ def test_plain_cli_export_writes_a_boundary_bundle(boundary_exported_dirs, bound
     folder = boundary_exported_dirs[boundary_variant]
     bundle = GLiNER2OnnxBundle.load(folder)
     assert bundle.architecture == "boundary"
-    assert bundle.metadata["graphs"] == list(ARCHITECTURE_GRAPHS["boundary"])
+    assert bundle.metadata["graphs"] == list(graph_names("boundary", has_record_head=True))
     source = json.loads((boundary_checkpoint_dirs[boundary_variant] / "config.json").read_text())["boundary_head"]
     head = bundle.boundary_head
     assert set(head) == set(BOUNDARY_HEAD_KEYS)
@@ -112,7 +112,7 @@ def test_validation_report_covers_every_dynamic_axis(boundary_exported_dirs, bou
     for record in head_records:
         if record["output"] in ("candidates", "candidate_mask"):
             assert record["max_abs_diff"] == 0.0, record
-    assert {record["graph"] for record in records} == set(ARCHITECTURE_GRAPHS["boundary"])
+    assert {record["graph"] for record in records} == set(graph_names("boundary", has_record_head=True))
     assert max(record["max_abs_diff"] for record in records) < 1e-3
 
 
@@ -361,5 +361,5 @@ def test_a_tracer_warning_fails_the_export(boundary_checkpoint_dirs, tmp_path, m
 def test_metadata_file_is_written_last(boundary_exported_dirs):
     folder = boundary_exported_dirs["boundary"]
     metadata = json.loads((folder / METADATA_FILE).read_text())
-    assert set(metadata["variants"]["fp32"]) == set(ARCHITECTURE_GRAPHS["boundary"])
+    assert set(metadata["variants"]["fp32"]) == set(graph_names("boundary", has_record_head=True))
     assert all((folder / name).is_file() for name in metadata["files"])

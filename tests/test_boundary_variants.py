@@ -34,10 +34,11 @@ def test_variants_are_registered_with_the_boundary_graphs(boundary_variants):
     assert set(bundle.precisions) == {"fp32", "int8", "fp16", "o2"}
     for precision in bundle.precisions:
         graphs = GLiNER2OnnxBundle.load(folder, precision).graph_files
-        assert set(graphs) == {"encoder", "boundary_head", "classifier", "relation_scorer", "explicit_spans"}
+        assert set(graphs) == {"encoder", "boundary_head", "classifier", "relation_scorer", "explicit_spans", "record_head"}
         # Only the encoder changes: the heads and the classifier stay the FP32 graphs.
         assert graphs["boundary_head"].name == "boundary_head.onnx"
         assert graphs["relation_scorer"].name == "relation_scorer.onnx"
+        assert graphs["record_head"].name == "record_head.onnx"
 
 
 def test_o2_is_exact(boundary_variants):

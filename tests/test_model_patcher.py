@@ -17,6 +17,7 @@ from optimum_gliner2.exporters.boundary_patches import (
     boundary_attention_without_eye,
     boundary_head_rewrites,
     boundary_shifts_without_writes,
+    record_head_without_baked_sizes,
     shape_independent_candidate_pool,
     shared_pool_scorer_with_fixed_scale,
     stable_order,
@@ -90,6 +91,7 @@ def _patch_targets():
     from gliner2.models.boundary import encoding
     from gliner2.models.boundary.encoding import BoundaryAttentionBlock
     from gliner2.models.boundary.pool import DocumentCandidatePool, SharedPoolScorer
+    from gliner2.models.boundary.records import RecordHead
 
     return {
         "SpanMarkerV0.score_queries": (SpanMarkerV0, "score_queries"),
@@ -101,6 +103,7 @@ def _patch_targets():
         "BoundaryAttentionBlock.forward": (BoundaryAttentionBlock, "forward"),
         "DocumentCandidatePool.forward": (DocumentCandidatePool, "forward"),
         "SharedPoolScorer.forward": (SharedPoolScorer, "forward"),
+        "RecordHead.forward_groups_dense": (RecordHead, "forward_groups_dense"),
     }
 
 
@@ -118,6 +121,7 @@ def _current():
         boundary_attention_without_eye,
         shape_independent_candidate_pool,
         shared_pool_scorer_with_fixed_scale,
+        record_head_without_baked_sizes,
     ],
 )
 def test_each_rewrite_restores_what_it_patched_even_on_error(patch):
@@ -263,3 +267,45 @@ def test_relation_scorer_rewrite_changes_no_value(directional, biaffine):
         with boundary_head_rewrites():
             rewritten = scorer(text_states, queries, None, pairs)
     assert torch.equal(rewritten, expected)
+
+
+#: (words of each text, queries, per text its record groups as (mode, field queries)).
+RECORD_CASES = [
+    ((1,), 1, [[("natural", [0])]]),
+    ((4, 9), 3, [[("natural", [2, 0]), ("latent", [1])], [("anchorless", [0, 1, 2])]]),
+    ((30, 2, 12), 5, [[("latent", [4, 4])], [("natural", [1, 3, 0]), ("anchorless", [2])], []]),
+    ((300,), 2, [[("natural", [1, 0]), ("natural", [0])]]),
+]
+
+
+@pytest.mark.parametrize("word_counts,queries,groups", RECORD_CASES)
+def test_record_head_rewrite_changes_no_value(word_counts, queries, groups):
+    """The tensor-bounded record head gives gliner2's forward_groups_dense outputs, every one."""
+    from gliner2.models.boundary.records import RecordHead
+
+    head = _boundary_head()
+    torch.manual_seed(3)
+    records = RecordHead(48, 16, instance_queries=8).eval()
+    text_states, text_mask, query_states, query_mask = _head_inputs(word_counts, queries, seed=len(word_counts))
+    batch, group_count = len(word_counts), max(len(text_groups) for text_groups in groups)
+    field_count = max(len(fields) for text_groups in groups for _, fields in text_groups)
+    field_queries = torch.zeros(batch, group_count, field_count, dtype=torch.long)
+    field_mask = torch.zeros(batch, group_count, field_count, dtype=torch.bool)
+    modes = torch.full((batch, group_count), -1)
+    anchors = torch.full((batch, group_count), -1)
+    group_mask = torch.zeros(batch, group_count, dtype=torch.bool)
+    for row, text_groups in enumerate(groups):
+        for group, (mode, fields) in enumerate(text_groups):
+            field_queries[row, group, : len(fields)] = torch.tensor(fields)
+            field_mask[row, group, : len(fields)] = True
+            modes[row, group] = ("natural", "latent", "anchorless").index(mode)
+            anchors[row, group] = 0 if mode == "natural" else -1
+            group_mask[row, group] = True
+    routing = (field_queries, field_mask, torch.zeros_like(field_mask), modes, anchors, group_mask)
+    with torch.inference_mode():
+        candidates = head(text_states, text_mask, query_states, query_mask, return_candidates=True).candidates
+        expected = records.forward_groups_dense(query_states, candidates, routing)
+        with record_head_without_baked_sizes():
+            rewritten = records.forward_groups_dense(query_states, candidates, routing)
+    for name in ("object_logits", "assign_logits", "instance_mask", "field_membership", "pool_spans"):
+        assert torch.equal(getattr(rewritten, name), getattr(expected, name)), name

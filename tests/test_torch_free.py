@@ -121,7 +121,7 @@ def test_ray_stage_runs_without_torch(exported_dirs):
 
 
 SERVE_BOUNDARY_METHODS = """
-from optimum_gliner2.runtime import GLiNER2InputError, GLiNER2ONNXRuntime
+from optimum_gliner2.runtime import GLiNER2ONNXRuntime
 from optimum_gliner2.runtime.schema import AttributeGroup
 
 model = GLiNER2ONNXRuntime.from_pretrained(sys.argv[1])
@@ -141,14 +141,12 @@ outputs = [
     model.extract_relations(text, ["works_for"]), model.batch_extract_relations_long(texts, ["works_for"]),
     model.extract(text, model.create_schema().entities(labels).entity_attributes({"tone": AttributeGroup(["calm", "angry"])})),
     model.extract(text, model.create_schema().structure("job").field("title").field("level", choices=["a", "b"])),
+    # Records: the record_head graph and the host's record decoding and assignment solver.
+    model.extract_json(text, {"job": ["title::str", "level::[a|b]", "place"]}),
+    model.batch_extract_json_long(texts, {"job": ["title", "company::str"]}, chunk_size=8, chunk_overlap=2),
+    model.extract(text, model.create_schema().structure("deal", mode="latent").field("buyer", dtype="str", exclusive=True)),
 ]
 assert all(isinstance(o, (dict, list)) for o in outputs)
-try:
-    model.extract_json(text, {"job": ["title", "level::[a|b]"]})
-except GLiNER2InputError as error:
-    assert "not supported for GLiNER2.5" in str(error)
-else:
-    raise AssertionError("records on a boundary bundle must be refused")
 """
 
 

@@ -13,7 +13,8 @@ No pickle and no remote code are involved anywhere.
 Metadata (format 2), as JSON:
 
     format_version, architecture ("span" or "boundary")
-    graphs                  ARCHITECTURE_GRAPHS[architecture], the graphs every variant provides
+    graphs                  graph_names(architecture, has_record_head): ARCHITECTURE_GRAPHS[architecture],
+                            plus record_head for a GLiNER2.5 checkpoint with a record head
     variants                {precision: {graph: file}}; "fp32" is the export itself
     default_precision       (optional) the variant loaded by default, where it is not "fp32": a folder that
                             `optimum-cli onnxruntime optimize/quantize` wrote holds only its own graphs
@@ -49,7 +50,17 @@ ARCHITECTURE_GRAPHS = {
     "span": ("encoder", "count_embed", "classifier", "span_scorer"),
     "boundary": ("encoder", "boundary_head", "classifier", "relation_scorer", "explicit_spans"),
 }
+#: Graphs an export has only where the checkpoint has the module: GLiNER2.5's record head.
+OPTIONAL_GRAPHS = {"boundary": ("record_head",)}
 SPAN, BOUNDARY = "span", "boundary"
+
+
+def graph_names(architecture: str, has_record_head: bool = False) -> tuple:
+    """The graphs of an export of `architecture`, in load order: ARCHITECTURE_GRAPHS, plus record_head
+    for a boundary checkpoint with a record head."""
+    optional = OPTIONAL_GRAPHS.get(architecture, ()) if has_record_head else ()
+    return (*ARCHITECTURE_GRAPHS.get(architecture, ()), *optional)
+
 #: Boundary-head settings that decoding on the host reads (gliner2's BoundaryHeadSettings names).
 #: min_words: texts shorter than this are padded on the host (exact; see the exporter's patches).
 BOUNDARY_HEAD_KEYS = (
@@ -66,7 +77,10 @@ BOUNDARY_HEAD_KEYS = (
     "relation_pair_cap",
     "relation_argument_proposal_threshold",
     "enable_records",
+    "record_temperature",
 )
+#: Keys a bundle exported before record decoding lacks (record decoding then refuses to run).
+OPTIONAL_BOUNDARY_HEAD_KEYS = ("record_temperature",)
 DEFAULT_PRECISION = "fp32"
 TOKENIZER_FILE = "tokenizer.json"
 #: Files of an export besides its graphs and the metadata, where present: what saving or downloading a model
@@ -190,7 +204,7 @@ def new_metadata(
     Raises:
         GLiNER2LoadError: If a value breaks the format (checked as a reader would check it).
     """
-    graphs = ARCHITECTURE_GRAPHS.get(architecture, ())
+    graphs = graph_names(architecture, "record_head" in graph_files)
     metadata: Dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "architecture": architecture,
@@ -312,10 +326,12 @@ def _check_metadata(metadata: Any, path: Path) -> None:
         raise GLiNER2LoadError(
             f"{path} describes a {architecture!r} model; this optimum-gliner2 reads {sorted(ARCHITECTURE_GRAPHS)}."
         )
-    if metadata.get("graphs") != list(ARCHITECTURE_GRAPHS[architecture]):
+    allowed = [list(graph_names(architecture, has_record_head)) for has_record_head in (False, True)]
+    if metadata.get("graphs") not in allowed:
         raise GLiNER2LoadError(
-            f"{path}: a {architecture!r} export has the graphs {list(ARCHITECTURE_GRAPHS[architecture])}, "
-            f"not {metadata.get('graphs')!r}. Export the checkpoint again with `optimum-cli export onnx`."
+            f"{path}: a {architecture!r} export has the graphs {allowed[0]}"
+            + (f" or {allowed[1]}" if allowed[1] != allowed[0] else "")
+            + f", not {metadata.get('graphs')!r}. Export the checkpoint again with `optimum-cli export onnx`."
         )
     for key in ("max_width", "max_count", "hidden_size") if architecture == SPAN else ("hidden_size",):
         _check_positive_int(metadata.get(key), f"{path}: {key}")
@@ -343,13 +359,17 @@ def _check_positive_int(value: Any, what: str) -> None:
 
 
 def _check_boundary_head(head: Any, path: Path) -> None:
-    if not isinstance(head, dict) or set(head) != set(BOUNDARY_HEAD_KEYS):
+    if not isinstance(head, dict) or not set(BOUNDARY_HEAD_KEYS) - set(OPTIONAL_BOUNDARY_HEAD_KEYS) <= set(head) <= set(BOUNDARY_HEAD_KEYS):
         raise GLiNER2LoadError(f"{path}: boundary_head must hold exactly {BOUNDARY_HEAD_KEYS}, got {head!r}.")
     for key in ("pair_temperature", "classification_temperature", "abstention_threshold", "relation_temperature",
                 "relation_argument_proposal_threshold"):  # fmt: skip
         value = head[key]
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not value == value:
             raise GLiNER2LoadError(f"{path}: boundary_head.{key} must be a number, got {value!r}.")
+    if "record_temperature" in head:
+        value = head["record_temperature"]
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+            raise GLiNER2LoadError(f"{path}: boundary_head.record_temperature must be a positive number, got {value!r}.")
     for key in ("pair_temperature", "classification_temperature", "relation_temperature"):
         if head[key] <= 0:
             raise GLiNER2LoadError(f"{path}: boundary_head.{key} must be positive, got {head[key]!r}.")
@@ -392,8 +412,8 @@ class GLiNER2OnnxBundle:
 
     @property
     def graph_names(self) -> tuple:
-        """The graphs of this bundle's architecture, in the order the runtime loads them."""
-        return ARCHITECTURE_GRAPHS[self.architecture]
+        """The graphs of this bundle, in the order the runtime loads them."""
+        return tuple(self.metadata["graphs"])
 
     @property
     def max_width(self) -> Optional[int]:
@@ -469,7 +489,7 @@ class GLiNER2OnnxBundle:
         if precision not in variants:
             raise GLiNER2LoadError(f"{folder} has no {precision!r} variant; it has {sorted(variants)}.")
         graph_files = {}
-        for graph in ARCHITECTURE_GRAPHS[metadata["architecture"]]:
+        for graph in metadata["graphs"]:
             name = variants[precision].get(graph)
             if name is None:
                 raise GLiNER2LoadError(f"The {precision!r} variant in {folder / METADATA_FILE} lists no {graph!r} graph.")

@@ -20,6 +20,11 @@ exporter bakes to the example's shapes, or that ONNX Runtime cannot run:
   `float(max(length, 1))` and clamps positions to `max(length - 1, 0)` and `length`, where
   `length` is the padded word axis: Python arithmetic on a traced size, baked silently at the
   example's length. The rewrite derives every bound from the input tensors.
+- `record_head_without_baked_sizes`: RecordHead.forward_groups_dense bounds query ids with
+  `min(int(...))` of traced sizes (safe_query_ids) and clamps anchor positions to the traced field
+  count, both baked silently; it also selects masks with a bool `torch.where` and updates one with
+  an in-place `&=`, which ONNX Runtime cannot run. The rewrite takes every bound from the tensors
+  and combines masks with `&` and `|`.
 
 Why padding keeps the pool exact: gliner2's pool is, in the end, the set of valid (start, end)
 keys, each with the best priority among its occurrences, ordered by (priority descending, key
@@ -40,6 +45,7 @@ from gliner2.models.boundary.constants import MASK_LOGIT
 from gliner2.models.boundary.encoding import BoundaryAttentionBlock
 from gliner2.models.boundary.indexing import gather_rows
 from gliner2.models.boundary.pool import DocumentCandidatePool, PooledCandidates, SharedPoolScorer
+from gliner2.models.boundary.records import DenseRecordBatchOutput, RecordHead
 from gliner2.models.boundary.relations import RelationPairBatch, SparseRelationScorer
 from torch.nn import functional as F
 
@@ -481,6 +487,79 @@ def relation_scorer_without_baked_length() -> contextlib.AbstractContextManager:
     return patched_attribute(SparseRelationScorer, "forward", _relation_scorer_forward)
 
 
+# ---------------------------------------------------------------------------------------------
+# Record head
+# ---------------------------------------------------------------------------------------------
+
+
+def _record_groups_forward(self: RecordHead, query_states: torch.Tensor, candidates, routing) -> DenseRecordBatchOutput:
+    """RecordHead.forward_groups_dense (eval, shared pool) with tensor-derived bounds and masks
+    combined without bool Where or in-place updates.
+
+    Shapes: B texts, Q queries, R record groups of F fields, C pool slots, I = max(C, learned
+    instance queries) instance hypotheses. C is the fixed pool size, so I is a constant too.
+    """
+    field_query_ids, field_mask, scalar_fields, modes, anchor_fields, group_mask = routing
+    pool_states = candidates.candidate_states[:, 0]  # the pool is shared: every query row is the same
+    pool_spans = candidates.indices[:, 0]
+    pool_mask = candidates.valid_mask[:, 0]
+    # The pool size is a constant of the model; the export wrapper passes it, since a traced size
+    # in Python arithmetic would be baked with a warning (with the same value, but unchecked).
+    pool_size = getattr(candidates, "pool_size", None) or pool_states.shape[1]
+    instances = max(pool_size, self.instance_queries)
+    _, query_count = _rows_and_length(query_states)
+    field_count = torch.ones_like(field_query_ids[0, 0], dtype=torch.long).sum()
+    rows = torch.arange(pool_states.shape[0], device=query_states.device)[:, None, None]
+
+    # gliner2's safe_query_ids: out-of-range ids are clamped for gathering and marked invalid.
+    query_ok = (field_query_ids >= 0) & (field_query_ids < query_count)
+    safe_ids = torch.minimum(field_query_ids.clamp_min(0), query_count - 1)
+    field_states = query_states[rows, safe_ids]  # [B, R, F, H]
+    field_on = field_mask & query_ok & candidates.query_mask[rows, safe_ids]
+    membership = field_on.unsqueeze(-1) & pool_mask[:, None, None, :]  # [B, R, F, C]
+
+    extra = instances - pool_size
+    learned = F.pad(self.instance_embed, (0, 0, 0, instances - self.instance_queries))  # [I, H]
+    attention = torch.einsum("id,bcd->bic", self.q_proj(learned), self.k_proj(pool_states)) / math.sqrt(self.record_dim)
+    attention = attention.masked_fill(~pool_mask[:, None, :], MASK_LOGIT)
+    anchorless_states = learned + torch.einsum("bic,bch->bih", torch.softmax(attention, -1), self.v_proj(pool_states))
+    natural, latent = modes == 0, modes == 1
+    anchorless = ~(natural | latent)  # gliner2's innermost else for masks and objects, padding included
+    instance_states = torch.where(
+        (modes == 2)[..., None, None], anchorless_states[:, None], F.pad(pool_states, (0, 0, 0, extra))[:, None]
+    )  # [B, R, I, H]
+
+    anchor_index = torch.minimum(anchor_fields.clamp_min(0), field_count - 1)  # [B, R]
+    anchor_members = membership.gather(2, anchor_index[..., None, None].expand(-1, -1, 1, pool_size)).squeeze(2)
+    natural_mask = F.pad(anchor_members, (0, extra))
+    latent_mask = F.pad(membership.any(2), (0, extra))
+    learned_mask = (torch.arange(instances, device=query_states.device) < self.instance_queries)[None, None]
+    instance_mask = (
+        (natural[..., None] & natural_mask) | (latent[..., None] & latent_mask) | (anchorless[..., None] & learned_mask)
+    ) & group_mask[..., None]
+
+    anchor_query = safe_ids.gather(2, anchor_index[..., None]).squeeze(-1)  # [B, R], already in range
+    natural_object = F.pad(candidates.pair_logits[rows[..., 0], anchor_query], (0, extra))  # [B, R, I]
+    latent_object = F.pad(self.latent_seed_head(pool_states).squeeze(-1), (0, extra))[:, None]
+    anchorless_object = self.object_head(anchorless_states).squeeze(-1)[:, None]
+    object_logits = torch.where(natural[..., None], natural_object, torch.where(latent[..., None], latent_object, anchorless_object))
+    object_logits = object_logits.masked_fill(~instance_mask, MASK_LOGIT)
+
+    assignment_query = self.inst_proj(instance_states).unsqueeze(3) + self.field_proj(field_states).unsqueeze(2)
+    null_logits = torch.einsum("brifd,d->brif", assignment_query, self.null_embed)
+    candidate_logits = torch.einsum("brifd,bcd->brifc", assignment_query, self.cand_proj(pool_states))
+    candidate_logits = candidate_logits.masked_fill(~membership.unsqueeze(2), MASK_LOGIT)
+    assign_logits = torch.cat((null_logits.unsqueeze(-1), candidate_logits), -1)
+    return DenseRecordBatchOutput(
+        object_logits, assign_logits, instance_mask, membership, pool_spans, field_mask, scalar_fields, modes, anchor_fields, group_mask
+    )
+
+
+def record_head_without_baked_sizes() -> contextlib.AbstractContextManager:
+    """Patch RecordHead.forward_groups_dense with the tensor-bounded equivalent (eval, shared pool)."""
+    return patched_attribute(RecordHead, "forward_groups_dense", _record_groups_forward)
+
+
 def boundary_head_rewrites() -> contextlib.AbstractContextManager:
     """Every boundary-model rewrite above, for the duration of an export."""
     stack = contextlib.ExitStack()
@@ -490,6 +569,7 @@ def boundary_head_rewrites() -> contextlib.AbstractContextManager:
         shape_independent_candidate_pool,
         shared_pool_scorer_with_fixed_scale,
         relation_scorer_without_baked_length,
+        record_head_without_baked_sizes,
     ):
         stack.enter_context(rewrite())
     return stack

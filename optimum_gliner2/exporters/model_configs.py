@@ -85,7 +85,13 @@ class GLiNER2BoundaryHeadDummyInputGenerator(DummyInputGenerator):
 
     The example is shorter than the pool's top-k on purpose: the graph must not depend on it."""
 
-    SUPPORTED_INPUT_NAMES = ("text_states", "text_mask", "query_states", "query_mask", "spans", "span_mask")
+    SUPPORTED_INPUT_NAMES = (
+        "text_states", "text_mask", "query_states", "query_mask", "spans", "span_mask",
+        "field_queries", "field_mask", "modes", "anchor_fields", "group_mask",
+    )  # fmt: skip
+    #: record_head's example: two texts with two record groups of three fields, every mode present,
+    #: the second text's last group padded.
+    RECORD_MODES = ((0, 1), (2, -1))
 
     def __init__(self, task: str, normalized_config: NormalizedConfig, batch_size: int = 2, **kwargs):
         self.hidden_size = normalized_config.hidden_size
@@ -95,6 +101,9 @@ class GLiNER2BoundaryHeadDummyInputGenerator(DummyInputGenerator):
         self.num_spans = kwargs.get("num_spans", HEAD_DUMMY_SIZES["num_spans"])
 
     def generate(self, input_name: str, framework: str = "pt", int_dtype: str = "int64", float_dtype: str = "fp32"):
+        if input_name in ("field_queries", "field_mask", "modes", "anchor_fields", "group_mask"):
+            routing = self._record_routing(input_name)
+            return routing.numpy() if framework == "np" else routing
         if input_name in ("spans", "span_mask"):  # explicit_spans: requested spans inside the words
             import torch
 
@@ -113,6 +122,23 @@ class GLiNER2BoundaryHeadDummyInputGenerator(DummyInputGenerator):
         return self.random_float_tensor(
             [self.batch_size, length, self.hidden_size], min_value=-2.0, max_value=2.0, framework=framework, dtype=float_dtype
         )
+
+
+    def _record_routing(self, input_name: str):
+        import torch
+
+        modes = torch.tensor(self.RECORD_MODES, dtype=torch.long)[: self.batch_size]
+        present = modes >= 0
+        if input_name == "modes":
+            return modes
+        if input_name == "group_mask":
+            return present.long()
+        if input_name == "anchor_fields":
+            return torch.where(modes == 0, 0, -1)
+        shape = (*modes.shape, HEAD_DUMMY_SIZES["num_fields"] - 1)
+        if input_name == "field_mask":
+            return present[..., None].expand(shape).long()
+        return torch.arange(shape[-1]).remainder(self.num_queries).expand(shape).contiguous()
 
 
 class GLiNER2RelationScorerDummyInputGenerator(DummyInputGenerator):
@@ -304,6 +330,32 @@ class GLiNER2ExplicitSpansOnnxConfig(GLiNER2BoundaryHeadOnnxConfig):
         }
 
 
+class GLiNER2RecordHeadOnnxConfig(GLiNER2BoundaryHeadOnnxConfig):
+    """gliner2's record head (structured JSON on GLiNER2.5): the boundary head's inputs plus the
+    record groups; batch, words, queries, groups and fields are dynamic, the instance and pool
+    axes are fixed (exporters/modeling.py)."""
+
+    _graph_outputs = {
+        "object_logits": {0: "batch_size", 1: "num_groups"},
+        "assign_logits": {0: "batch_size", 1: "num_groups", 3: "num_fields"},
+        "instance_mask": {0: "batch_size", 1: "num_groups"},
+        "field_membership": {0: "batch_size", 1: "num_groups", 2: "num_fields"},
+    }
+    CANDIDATE_AXES: Dict[str, int] = {}
+
+    @property
+    def inputs(self) -> Dict[str, Dict[int, str]]:
+        # modes: 0 natural, 1 latent, 2 anchorless, -1 padding; anchor_fields: -1 without an anchor.
+        return {
+            **super().inputs,
+            "field_queries": {0: "batch_size", 1: "num_groups", 2: "num_fields"},
+            "field_mask": {0: "batch_size", 1: "num_groups", 2: "num_fields"},
+            "modes": {0: "batch_size", 1: "num_groups"},
+            "anchor_fields": {0: "batch_size", 1: "num_groups"},
+            "group_mask": {0: "batch_size", 1: "num_groups"},
+        }
+
+
 ONNX_CONFIG_CLASSES = {
     "encoder": GLiNER2EncoderOnnxConfig,
     "count_embed": GLiNER2CountEmbedOnnxConfig,
@@ -312,6 +364,7 @@ ONNX_CONFIG_CLASSES = {
     "boundary_head": GLiNER2BoundaryHeadOnnxConfig,
     "relation_scorer": GLiNER2RelationScorerOnnxConfig,
     "explicit_spans": GLiNER2ExplicitSpansOnnxConfig,
+    "record_head": GLiNER2RecordHeadOnnxConfig,
 }
 
 

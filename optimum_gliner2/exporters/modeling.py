@@ -28,6 +28,19 @@ A boundary model (GLiNER2.5) is exported as five graphs, also without Loop/If:
     explicit_spans   words, text_mask, queries, query_mask as boundary_head, and requested spans
                      [B,Q,S,2] with span_mask [B,Q,S] -> span_logits [B,Q,S], span_outside_pool [B,Q,S]
 
+A boundary model with a record head (GLiNER2.5's structured JSON) adds a sixth graph:
+
+    record_head      words, text_mask, queries, query_mask as boundary_head, and the record groups
+                     (structures with a record mode): field_queries [B,R,F], field_mask [B,R,F],
+                     modes [B,R], anchor_fields [B,R], group_mask [B,R]
+                     -> object_logits [B,R,I], assign_logits [B,R,I,F,1+C], instance_mask [B,R,I],
+                        field_membership [B,R,F,C]          (I = max(C, learned instance queries))
+
+It rebuilds the same candidate pool as boundary_head (the same computation on the same inputs), adds
+the candidates' states and runs gliner2's RecordHead.forward_groups_dense on it; the host decodes the
+records (runtime/records.py). Rebuilding the pool costs a second pass of the boundary head for calls
+that ask for records, and leaves boundary_head's outputs, and so every existing export, unchanged.
+
 explicit_spans is gliner2's `score_explicit_spans` (entity attributes and JSON choice fields): the
 requested spans are injected into a pool built for those queries and scored inside it, since pooled
 candidates inform one another. gliner2 raises when a requested span does not fit the pool; the graph
@@ -44,12 +57,13 @@ selection, which ONNX expresses without data-dependent shapes (exporters/boundar
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Dict
 
 import torch
 from torch import nn
 
-from optimum_gliner2.bundle.format import ARCHITECTURE_GRAPHS
+from optimum_gliner2.bundle.format import graph_names
 from optimum_gliner2.exporters.loading import model_architecture
 from optimum_gliner2.exporters.model_patcher import gru_over_first_steps
 
@@ -135,9 +149,12 @@ class GLiNER2SpanScorerForExport(nn.Module):
         return {"span_logits": logits}
 
 
-def _pooled_scores(head, text_states, text_mask, query_states, query_mask, injected=None, injected_mask=None):
+def _pooled_scores(
+    head, text_states, text_mask, query_states, query_mask, injected=None, injected_mask=None, return_boundary_states=False
+):
     """BoundaryHead's shared pool and its [B, C, Q] scores (masks already bool); `injected` spans
-    [B, Q, S, 2] enter the pool first, as gliner2's explicit-span scoring injects them."""
+    [B, Q, S, 2] enter the pool first, as gliner2's explicit-span scoring injects them. With
+    `return_boundary_states`, also the boundary encoder's states (the record head reads them)."""
     encoding = head.boundary_encoder(text_states, text_mask)
     marginals = head.boundary_query_head(encoding.states, encoding.mask, text_states, text_mask, query_states, query_mask)
     injection = {} if injected is None else {"gold_pairs": injected, "gold_mask": injected_mask, "gold_injection_prob": 1.0}
@@ -157,6 +174,8 @@ def _pooled_scores(head, text_states, text_mask, query_states, query_mask, injec
         text_mask,
         inside_prefix_mean=marginals.inside_prefix_mean,
     )
+    if return_boundary_states:
+        return pooled, pool_scores, encoding.states
     return pooled, pool_scores
 
 
@@ -274,6 +293,61 @@ class GLiNER2ExplicitSpansForExport(nn.Module):
         }
 
 
+class GLiNER2RecordHeadForExport(nn.Module):
+    """gliner2's record head on the shared pool, with the pool's candidate states computed as
+    BoundaryHead.forward computes them when records are enabled (see the module docstring)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.boundary_head = model.boundary_head
+        self.record_head = model.record_decoder
+        self.config = model.config
+
+    def forward(
+        self,
+        text_states: torch.Tensor,
+        text_mask: torch.Tensor,
+        query_states: torch.Tensor,
+        query_mask: torch.Tensor,
+        field_queries: torch.Tensor,
+        field_mask: torch.Tensor,
+        modes: torch.Tensor,
+        anchor_fields: torch.Tensor,
+        group_mask: torch.Tensor,
+    ) -> Dict[str, torch.Tensor]:
+        from gliner2.models.boundary.indexing import gather_rows
+
+        head = self.boundary_head
+        text_mask, query_mask = text_mask.bool(), query_mask.bool()
+        pooled, pool_scores, boundary_states = _pooled_scores(
+            head, text_states, text_mask, query_states, query_mask, return_boundary_states=True
+        )
+        endpoints = torch.cat(
+            (gather_rows(boundary_states, pooled.indices[..., 0]), gather_rows(boundary_states, pooled.indices[..., 1])), -1
+        )
+        candidate_states = head.candidate_encoder(endpoints).masked_fill(~pooled.mask.unsqueeze(-1), 0.0)
+        # The fields the record head reads, without CandidateTensorBatch's shape checks (Python
+        # booleans of traced sizes); the shared pool keeps a query axis of one.
+        candidates = SimpleNamespace(
+            indices=pooled.indices.unsqueeze(1),
+            valid_mask=pooled.mask.unsqueeze(1),
+            candidate_states=candidate_states.unsqueeze(1),
+            pair_logits=pool_scores.transpose(1, 2),
+            query_mask=query_mask,
+            pool_size=head.shared_pool_builder.pool_size,
+        )
+        field_mask = field_mask.bool()
+        # scalar_fields feeds only gliner2's training loss.
+        routing = (field_queries, field_mask, torch.zeros_like(field_mask), modes, anchor_fields, group_mask.bool())
+        records = self.record_head.forward_groups_dense(query_states, candidates, routing)
+        return {
+            "object_logits": records.object_logits,
+            "assign_logits": records.assign_logits,
+            "instance_mask": records.instance_mask,
+            "field_membership": records.field_membership,
+        }
+
+
 _WRAPPERS = {
     "encoder": GLiNER2EncoderForExport,
     "count_embed": GLiNER2CountEmbedForExport,
@@ -282,6 +356,7 @@ _WRAPPERS = {
     "boundary_head": GLiNER2BoundaryHeadForExport,
     "relation_scorer": GLiNER2RelationScorerForExport,
     "explicit_spans": GLiNER2ExplicitSpansForExport,
+    "record_head": GLiNER2RecordHeadForExport,
 }
 
 
@@ -289,4 +364,10 @@ def split_into_submodels(model: nn.Module) -> Dict[str, nn.Module]:
     """The exportable graphs of a loaded gliner2 model (span or boundary), in the bundle's graph order."""
     model.eval()
     architecture = model_architecture(model)
-    return {graph: _WRAPPERS[graph](model).eval() for graph in ARCHITECTURE_GRAPHS[architecture]}
+    return {graph: _WRAPPERS[graph](model).eval() for graph in graphs_of_model(model, architecture)}
+
+
+def graphs_of_model(model: nn.Module, architecture: str) -> tuple:
+    """The graphs a loaded model exports to: its architecture's, plus record_head with a record head."""
+    has_record_head = bool(getattr(model, "enable_records", False)) and getattr(model, "record_decoder", None) is not None
+    return graph_names(architecture, has_record_head)

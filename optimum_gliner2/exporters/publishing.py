@@ -122,6 +122,7 @@ def boundary_head_metadata(boundary_wrapper) -> dict:
         "relation_pair_cap": int(settings.relation_pair_cap),
         "relation_argument_proposal_threshold": float(settings.relation_argument_proposal_threshold),
         "enable_records": bool(settings.enable_records),
+        "record_temperature": float(settings.record_temperature),
     }
     return {key: values[key] for key in BOUNDARY_HEAD_KEYS}
 

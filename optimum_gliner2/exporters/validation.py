@@ -19,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from optimum_gliner2.bundle.format import ARCHITECTURE_GRAPHS, BOUNDARY, SPAN
+from optimum_gliner2.bundle.format import BOUNDARY, SPAN
 from optimum_gliner2.errors import GLiNER2ExportError
 from optimum_gliner2.exporters.boundary_patches import pool_entries
 
@@ -53,7 +53,7 @@ RELATION_SCORER_CASES = (((1,), 1, 1), ((2, 9), 2, 5), ((41, 3, 17), 4, 37), ((3
 #: (words of each text in the batch, queries, requested spans per query) for explicit_spans.
 EXPLICIT_SPAN_CASES = (((1,), 1, 1), ((3, 1), 2, 2), ((12, 40), 3, 4), ((300,), 2, 6))
 #: Outputs that must match exactly (the pool's boundaries, order and mask).
-EXACT_OUTPUTS = ("candidates", "candidate_mask", "span_outside_pool")
+EXACT_OUTPUTS = ("candidates", "candidate_mask", "span_outside_pool", "instance_mask", "field_membership")
 
 
 def _compare(expected: torch.Tensor, actual: np.ndarray, exact: bool = False) -> Tuple[float, bool]:
@@ -214,6 +214,62 @@ def explicit_spans_case(head: torch.nn.Module, hidden: int, word_counts, queries
     return feeds, {"span_logits": (logits, None), "span_outside_pool": (torch.zeros(shape, dtype=torch.bool), None)}
 
 
+def record_head_case(wrapper: torch.nn.Module, hidden: int, word_counts, queries: int, groups, generator):
+    """ONNX feeds for one record-head case and gliner2's record head output for them.
+
+    `groups` lists, per text, its record groups as (mode, field count); a text with fewer groups
+    than the widest is padded, and so are groups with fewer fields. Field queries are spread over
+    the text's queries (some shared between groups); the anchor is the first field."""
+    feeds, _ = boundary_head_case(wrapper.boundary_head, hidden, word_counts, queries, generator)
+    batch = len(word_counts)
+    group_count = max(len(text_groups) for text_groups in groups)
+    field_count = max(fields for text_groups in groups for _, fields in text_groups)
+    field_queries = torch.zeros(batch, group_count, field_count, dtype=torch.long)
+    field_mask = torch.zeros_like(field_queries)
+    modes = torch.full((batch, group_count), -1, dtype=torch.long)
+    anchor_fields = torch.full_like(modes, -1)
+    group_mask = torch.zeros_like(modes)
+    mode_ids = {"natural": 0, "latent": 1, "anchorless": 2}
+    for row, text_groups in enumerate(groups):
+        for group, (mode, fields) in enumerate(text_groups):
+            field_queries[row, group, :fields] = torch.randint(0, queries, (fields,), generator=generator)
+            field_mask[row, group, :fields] = 1
+            modes[row, group] = mode_ids[mode]
+            anchor_fields[row, group] = 0 if mode == "natural" else -1
+            group_mask[row, group] = 1
+    routing = {
+        "field_queries": field_queries, "field_mask": field_mask, "modes": modes, "anchor_fields": anchor_fields, "group_mask": group_mask
+    }  # fmt: skip
+    feeds.update(routing)
+    head = wrapper.boundary_head
+    output = head(feeds["text_states"], feeds["text_mask"].bool(), feeds["query_states"], feeds["query_mask"].bool(), return_candidates=True)
+    field_mask_bool = field_mask.bool()
+    dense = wrapper.record_head.forward_groups_dense(
+        feeds["query_states"],
+        output.candidates,
+        (field_queries, field_mask_bool, torch.zeros_like(field_mask_bool), modes, anchor_fields, group_mask.bool()),
+    )
+    # Padded instances and groups are not compared: nothing reads them (their logits are masked).
+    live = dense.instance_mask
+    references = {
+        "object_logits": (dense.object_logits.masked_fill(~live, 0.0), None),
+        "assign_logits": (dense.assign_logits.masked_fill(~live[..., None, None], 0.0), None),
+        "instance_mask": (dense.instance_mask, None),
+        "field_membership": (dense.field_membership, None),
+    }
+    return feeds, references
+
+
+#: (words of each text, queries, per text its record groups as (mode, fields)): one-word text,
+#: mixed lengths and modes with padded groups and fields, and a text that fills the pool.
+RECORD_HEAD_CASES = (
+    ((1,), 1, ((("natural", 1),),)),
+    ((5, 12), 4, ((("natural", 3), ("latent", 2)), (("anchorless", 4),))),
+    ((40, 2, 17), 6, ((("natural", 2),), (("natural", 5), ("anchorless", 1), ("latent", 3)), ())),
+    ((300,), 3, ((("natural", 3), ("natural", 2)),)),
+)
+
+
 def _boundary_cases(submodels: Dict[str, torch.nn.Module], hidden: int, generator: torch.Generator):
     head = submodels["boundary_head"].boundary_head
     with torch.inference_mode():
@@ -236,6 +292,12 @@ def _boundary_cases(submodels: Dict[str, torch.nn.Module], hidden: int, generato
             words = "/".join(str(count) for count in word_counts)
             shape = f"batch {len(word_counts)} x {words} words x {queries} queries x {spans} spans"
             yield "explicit_spans", shape, feeds, references
+        if "record_head" in submodels:
+            for word_counts, queries, groups in RECORD_HEAD_CASES:
+                feeds, references = record_head_case(submodels["record_head"], hidden, word_counts, queries, groups, generator)
+                words = "/".join(str(count) for count in word_counts)
+                modes = "/".join("+".join(f"{mode} {fields}" for mode, fields in text_groups) or "none" for text_groups in groups)
+                yield "record_head", f"batch {len(word_counts)} x {words} words x {queries} queries, groups {modes}", feeds, references
 
 
 def validate_graphs(output_dir: Path, onnx_files: Dict[str, str], submodels: Dict[str, torch.nn.Module]) -> List[dict]:
@@ -252,7 +314,7 @@ def validate_graphs(output_dir: Path, onnx_files: Dict[str, str], submodels: Dic
     hidden = submodels["encoder"].encoder.config.hidden_size
     sessions = {
         graph: ort.InferenceSession(str(output_dir / onnx_files[graph]), providers=["CPUExecutionProvider"])
-        for graph in ARCHITECTURE_GRAPHS[architecture]
+        for graph in submodels
     }
     generator = torch.Generator().manual_seed(0)
     cases = (_boundary_cases if architecture == BOUNDARY else _span_cases)(submodels, hidden, generator)
@@ -269,6 +331,10 @@ def validate_graphs(output_dir: Path, onnx_files: Dict[str, str], submodels: Dic
                 actual, notes = align_pool_to_reference(references, actual, feeds, submodels["boundary_head"].boundary_head)
             except GLiNER2ExportError as error:
                 failures.append(f"{graph}.candidates at {shape}: {error}")
+        if graph == "record_head":  # as in the references, instances that do not exist are not compared
+            live = references["instance_mask"][0].numpy()
+            actual["object_logits"] = np.where(live, actual["object_logits"], 0.0)
+            actual["assign_logits"] = np.where(live[..., None, None], actual["assign_logits"], 0.0)
         for name, (expected, mask) in references.items():
             output = actual[name]
             if mask is not None:  # padded positions are not compared: nothing reads them

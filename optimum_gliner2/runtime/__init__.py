@@ -8,7 +8,7 @@ with `from optimum_gliner2.runtime import Schema`.
 from optimum_gliner2.bundle.format import GLiNER2OnnxBundle
 from optimum_gliner2.errors import GLiNER2InputError, GLiNER2LoadError
 from optimum_gliner2.runtime.api import GLiNER2Methods, GLiNER2Pipeline
-from optimum_gliner2.runtime.backend import BoundaryBackend, CandidateScores, GLiNER2Backend, SpanBackend
+from optimum_gliner2.runtime.backend import BoundaryBackend, CandidateScores, GLiNER2Backend, RecordScores, SpanBackend
 from optimum_gliner2.runtime.onnx import GLiNER2ONNXRuntime
 from optimum_gliner2.runtime.schema import AttributeGroup, RegexValidator, Schema
 
@@ -16,6 +16,7 @@ __all__ = [
     "AttributeGroup",
     "BoundaryBackend",
     "CandidateScores",
+    "RecordScores",
     "GLiNER2Backend",
     "GLiNER2InputError",
     "GLiNER2LoadError",

@@ -81,6 +81,25 @@ class CandidateScores(NamedTuple):
     count_log_rates: np.ndarray
 
 
+class RecordScores(NamedTuple):
+    """A record head's output for B texts, R record groups (structures with a record mode) of at most
+    F fields, I instance hypotheses and a pool of C candidates.
+
+    Attributes:
+        object_logits: `[B, R, I]` raw logit that instance i forms a record (natural: the anchor's
+            pair logit of pool candidate i; latent: the seed head's; anchorless: the object head's).
+        assign_logits: `[B, R, I, F, 1 + C]` raw logits of giving field f of instance i no value
+            (column 0) or pool candidate c (column 1 + c).
+        instance_mask: `[B, R, I]` bool, the instance hypotheses that exist.
+        field_membership: `[B, R, F, C]` bool, the pool candidates field f may take.
+    """
+
+    object_logits: np.ndarray
+    assign_logits: np.ndarray
+    instance_mask: np.ndarray
+    field_membership: np.ndarray
+
+
 class BoundaryBackend(GLiNER2Backend, Protocol):
     """Numeric stages of a GLiNER2.5 model (architecture "boundary")."""
 
@@ -112,6 +131,30 @@ class BoundaryBackend(GLiNER2Backend, Protocol):
 
         Returns:
             (raw logits [B, Q, S], bool [B, Q, S] set where a requested span did not fit the pool).
+        """
+
+    def score_records(
+        self,
+        text_states: np.ndarray,
+        text_mask: np.ndarray,
+        query_states: np.ndarray,
+        query_mask: np.ndarray,
+        field_queries: np.ndarray,
+        field_mask: np.ndarray,
+        modes: np.ndarray,
+        anchor_fields: np.ndarray,
+        group_mask: np.ndarray,
+    ) -> RecordScores:
+        """gliner2's record head (`RecordHead.forward_groups_dense`) on the pool `score_candidates`
+        builds for the same inputs.
+
+        Args:
+            text_states, text_mask, query_states, query_mask: As for `score_candidates`.
+            field_queries: int64 [B, R, F] query of each record field (prompt order).
+            field_mask: int64 [B, R, F], 0 for padding.
+            modes: int64 [B, R] 0 natural, 1 latent, 2 anchorless (-1 for padding).
+            anchor_fields: int64 [B, R] position of the anchor among the fields (-1 without).
+            group_mask: int64 [B, R], 0 for padding.
         """
 
     def score_relations(

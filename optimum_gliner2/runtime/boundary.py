@@ -17,9 +17,16 @@ Entity attributes score each kept entity span against the attribute labels' quer
 explicit-span path: the spans are injected into a pool built for those queries (the explicit_spans graph).
 
 Structures without a record mode decode as gliner2's single instance per structure; JSON choice
-fields score their choice words through the explicit-span path. Records (structures with a record
-mode, which gliner2's extract_json declares on checkpoints with a record head) are not decoded for
-this architecture yet: they are refused with a one-line error rather than answered wrongly.
+fields score their choice words through the explicit-span path. Structures with a record mode
+(gliner2's extract_json declares "natural" records, anchored on the first field, on checkpoints with
+a record head) go through the record head (the record_head graph) and runtime/records.py, then are
+formatted here as gliner2 formats them: a field's value must lie in the text (or, for a choice
+field, be one of its choice words), choice fields prefer the choices written near the record's
+anchor, and confidences are the lower of the candidate's and the assignment's probability.
+
+One deliberate difference: gliner2 2.1.0 raises `ValueError: token boundaries [..) out of range`
+when a record anchored on a choice-prefix word (not a text word) gets a choice value; we answer,
+placing that value at characters (0, 0) as gliner2 does for a record without an anchor.
 """
 
 from __future__ import annotations
@@ -40,8 +47,18 @@ from optimum_gliner2.runtime.decode import (
     span_payload,
 )
 from optimum_gliner2.runtime.overlap import normalize_overlap_policy, resolve_overlaps
-from optimum_gliner2.runtime.plan import ENTITIES, RELATIONS, STRUCTURES, FieldPlan, SchemaPlan, TaskPlan
+from optimum_gliner2.runtime.plan import (
+    ENTITIES,
+    RELATIONS,
+    STRUCTURES,
+    FieldPlan,
+    RecordFieldPlan,
+    SchemaPlan,
+    TaskPlan,
+    position_in_prefix,
+)
 from optimum_gliner2.runtime.preprocess import EncodedText
+from optimum_gliner2.runtime.records import RecordGroup, decode_record_group, local_choice_mentions
 from optimum_gliner2.runtime.relations import Edge, Mention, ProposedPair, RelationSettings, clean_edges, propose_pairs
 
 
@@ -76,21 +93,26 @@ class BoundaryHeads:
         self.relation_settings = RelationSettings.from_head(settings)
         #: gliner2's extract_json declares natural records (anchored on the first field) when the
         #: checkpoint has a record head.
-        self.json_record_mode: Optional[str] = "natural" if settings["enable_records"] else None
+        self.enable_records = bool(settings["enable_records"])
+        self.json_record_mode: Optional[str] = "natural" if self.enable_records else None
+        # Bundles exported before records were decoded lack the setting; gliner2's default is 1.
+        self.record_temperature = float(settings.get("record_temperature", 1.0))
 
     def check(self, plans: Sequence[SchemaPlan]) -> None:
-        """Refuse, before any work, the tasks this architecture does not decode yet.
+        """Refuse, before any work, schemas this model cannot answer.
 
         Raises:
-            GLiNER2InputError: A relation, structure or entity-attribute task.
+            GLiNER2InputError: A structure with a record mode, on a model whose export has no
+                record_head graph (made before records were decoded) although it has a record head.
         """
+        if not self.enable_records or getattr(self.backend, "has_record_head", True):
+            return
         for plan in plans:
             for task in plan.tasks:
-                missing = _unsupported_feature(task)
-                if missing:
+                if task.record is not None:
                     raise GLiNER2InputError(
-                        f"{missing} (task {task.name!r}) are not supported for GLiNER2.5 (boundary) models yet; "
-                        "entities, classification, relations, entity attributes and structures without a record mode are."
+                        f"structure {task.name!r} has a record mode, but this export has no record_head graph "
+                        "(it predates record decoding): export the checkpoint again with `optimum-cli export onnx`."
                     )
 
     def score(
@@ -159,9 +181,73 @@ class BoundaryHeads:
                     # Attributes are scored on the entities decoding keeps (`_attribute_values`),
                     # choice fields on their choice words (`_choice_value`).
                     outputs[row][task_index].explicit_inputs = (words[row], states)
+        self._score_records(records, queries_by_row, text_states, text_mask, query_states, query_mask, probabilities, scores, outputs)
         if reference_widths is None:
             reference_widths = [max(len(row_words) for row_words in words)] * len(records)
         self._score_relations(records, words, queries_by_row, query_states, scores, reference_widths, outputs)
+
+    def _score_records(
+        self,
+        records: List[EncodedText],
+        queries_by_row: List[List[Tuple[int, np.ndarray]]],
+        text_states: np.ndarray,
+        text_mask: np.ndarray,
+        query_states: np.ndarray,
+        query_mask: np.ndarray,
+        probabilities: np.ndarray,
+        scores: CandidateScores,
+        outputs: List[List[TaskOutput]],
+    ) -> None:
+        """Score every structure with a record mode in the batch with one record head call.
+
+        gliner2 routes each such structure as a record group: its field queries in prompt order,
+        its mode, and for natural records the anchor field.
+        """
+        if not self.enable_records:
+            return  # gliner2 then answers nothing for such structures
+        groups: List[List[Tuple[int, int]]] = []  # per row: (task index, first query of the task)
+        for row, row_queries in enumerate(queries_by_row):
+            query, row_groups = 0, []
+            for task_index, states in row_queries:
+                if records[row].plan.tasks[task_index].record is not None:
+                    row_groups.append((task_index, query))
+                query += len(states)
+            groups.append(row_groups)
+        group_count = max(len(row_groups) for row_groups in groups)
+        if group_count == 0:
+            return
+        field_count = max(len(records[row].plan.tasks[task].record.fields) for row in range(len(records)) for task, _ in groups[row])
+        field_queries = np.zeros((len(records), group_count, field_count), dtype=np.int64)
+        field_mask = np.zeros_like(field_queries)
+        modes = np.full((len(records), group_count), -1, dtype=np.int64)
+        anchor_fields = np.full_like(modes, -1)
+        group_mask = np.zeros_like(modes)
+        for row, row_groups in enumerate(groups):
+            for group, (task_index, first_query) in enumerate(row_groups):
+                plan = records[row].plan.tasks[task_index].record
+                for position, field in enumerate(plan.fields):
+                    field_queries[row, group, position] = first_query + field.query
+                    field_mask[row, group, position] = 1
+                modes[row, group] = _RECORD_MODE_IDS[plan.mode]
+                anchor_fields[row, group] = -1 if plan.anchor is None else plan.anchor
+                group_mask[row, group] = 1
+        scored = self.backend.score_records(
+            text_states, text_mask, query_states, query_mask, field_queries, field_mask, modes, anchor_fields, group_mask
+        )
+        for row, row_groups in enumerate(groups):
+            for group, (task_index, first_query) in enumerate(row_groups):
+                fields = len(records[row].plan.tasks[task_index].record.fields)
+                output = outputs[row][task_index]
+                output.record_group = RecordGroup(
+                    scored.object_logits[row, group],
+                    scored.assign_logits[row, group, :, :fields],
+                    scored.instance_mask[row, group].astype(bool),
+                    scored.field_membership[row, group, :fields].astype(bool),
+                    scores.candidates[row],
+                )
+                queries = [first_query + field.query for field in records[row].plan.tasks[task_index].record.fields]
+                # A padding slot of the pool matches no span: probability 0, as gliner2's lookup finds none.
+                output.pool_probabilities = np.where(scores.candidate_mask[row][None].astype(bool), probabilities[row, queries], 0)
 
     def _score_relations(
         self,
@@ -346,9 +432,15 @@ class BoundaryHeads:
         fields score their choice words. An instance with every field empty is left out."""
         options = record.plan.options
         policy = options.overlap_policy or self.default_overlap_policy
+        # gliner2 puts records first, then the structures without a record mode.
         results: Dict[str, Any] = {}
         for task, output in zip(record.plan.tasks, outputs):
-            if task.kind != STRUCTURES or not task.fields:
+            if task.record is not None and output.record_group is not None:
+                instances = self._records(record, task, output, policy)
+                if instances:
+                    results[task.name] = instances
+        for task, output in zip(record.plan.tasks, outputs):
+            if task.kind != STRUCTURES or not task.fields or task.record is not None:
                 continue
             instance: Dict[str, Any] = {}
             for field in task.fields:
@@ -363,18 +455,147 @@ class BoundaryHeads:
                 results[task.name] = [instance]
         return results
 
-    def _choice_value(self, record: EncodedText, field: FieldPlan, explicit_inputs) -> Any:
+    def _records(self, record: EncodedText, task: TaskPlan, output: TaskOutput, policy: str) -> List[Dict[str, Any]]:
+        """The records of one structure, each with every field in prompt order (None or [] when
+        empty) and, with include_confidence, its own score; records with every field empty are left out."""
+        options = record.plan.options
+        decoded = decode_record_group(output.record_group, task.record, options.threshold, self.record_temperature)
+        offset = len(record.word_subwords) - record.text_len
+        anchors = [None if found.anchor is None else _char_span(record, found.anchor, offset) for found in decoded]
+        instances = []
+        for index, found in enumerate(decoded):
+            instance: Dict[str, Any] = {}
+            for position, field in enumerate(task.record.fields):
+                instance[field.name] = self._record_field(
+                    record, output, field, position, found.fields.get(position, []), index, anchors, policy
+                )
+            if any(value is not None and value != [] for value in instance.values()):
+                if options.include_confidence:
+                    instance["confidence"] = found.score
+                instances.append(instance)
+        return instances
+
+    def _record_field(
+        self,
+        record: EncodedText,
+        output: TaskOutput,
+        field: RecordFieldPlan,
+        position: int,
+        assigned: List[Tuple[Tuple[int, int], float]],
+        record_index: int,
+        anchors: List[Optional[Tuple[int, int]]],
+        policy: str,
+    ) -> Any:
+        """One field of one record, as gliner2 formats it."""
+        options = record.plan.options
+        threshold = options.threshold
+        is_scalar = field.is_scalar or field.dtype == "str"
+        offset = len(record.word_subwords) - record.text_len
+        prefix_choices: Dict[int, str] = {}
+        for choice in field.choices or ():
+            found_at = position_in_prefix(choice, record.plan.choice_prefix)
+            if found_at >= 0:
+                prefix_choices[found_at] = choice
+        pool = output.record_group.candidates
+        spans: List[Span] = []
+        for (start, end), assigned_probability in assigned:
+            # The candidate's own probability for this field, capped by the assignment's.
+            exact = (pool[:, 0] == start) & (pool[:, 1] == end)
+            candidate_probability = float(output.pool_probabilities[position][exact].max()) if exact.any() else 0.0
+            probability = min(candidate_probability, float(assigned_probability))
+            passes = field.threshold is None or probability >= field.threshold
+            if field.choices and end <= offset:
+                # A choice word of the prefix: the value is the choice, placed at the record's anchor.
+                surface = prefix_choices.get(start, "")
+                if surface and passes and all(validator.validate(surface) for validator in field.validators):
+                    anchor = anchors[record_index]
+                    spans.append((surface, probability, *(anchor if anchor is not None else (0, 0))))
+                continue
+            char_span = _char_span(record, (start, end), offset)
+            if char_span is None:
+                continue
+            surface = record.text[char_span[0] : char_span[1]].strip()
+            if (
+                surface
+                and (not field.allows_absent or candidate_probability >= threshold)
+                and passes
+                and all(validator.validate(surface) for validator in field.validators)
+            ):
+                spans.append((surface, probability, *char_span))
+        spans = resolve_overlaps(spans, policy, score=_span_score, start=_span_start, end=_span_end)
+        if is_scalar:
+            spans = spans[:1]
+        if field.choices:
+            return self._record_choice(record, output, field, is_scalar, spans, record_index, anchors)
+        shown = [span_payload(span, options) for span in spans]
+        return (shown[0] if shown else None) if is_scalar else shown
+
+    def _record_choice(
+        self,
+        record: EncodedText,
+        output: TaskOutput,
+        field: RecordFieldPlan,
+        is_scalar: bool,
+        spans: List[Span],
+        record_index: int,
+        anchors: List[Optional[Tuple[int, int]]],
+    ) -> Any:
+        """A choice field of a record: the choices written near the record's anchor when the text
+        has any (the nearest one for a scalar), else the kept spans that are choices, else the
+        field-level scoring of the choice words."""
+        options = record.plan.options
+        anchor = anchors[record_index]
+        if anchor is not None:
+            has_literal, owned = local_choice_mentions(record.text, field.choices, anchors)
+            preferred = owned.get(record_index, [])
+            if is_scalar and preferred:
+                preferred = [min(preferred, key=lambda mention: max(anchor[0] - mention[2], mention[1] - anchor[1], 0))]
+            if preferred:
+                return self._choice_value(record, field, output.explicit_inputs, preferred, "str" if is_scalar else "list")
+            if has_literal:
+                return None if is_scalar else []
+        canonical = {choice.casefold(): choice for choice in field.choices}
+        matched = [(canonical[text.casefold()], probability, start, end) for text, probability, start, end in spans if text.casefold() in canonical]
+        if matched:
+            shown = [span_payload(span, options) for span in matched]
+            return shown[0] if is_scalar else shown
+        return self._choice_value(record, field, output.explicit_inputs, None, "str" if is_scalar else "list")
+
+    def _choice_value(
+        self,
+        record: EncodedText,
+        field: Any,
+        explicit_inputs,
+        preferred: Optional[List[Tuple[str, int, int]]] = None,
+        dtype: Optional[str] = None,
+    ) -> Any:
         """A choice field: each choice word of the prefix scored as a one-word span for the field's
-        query (gliner2's explicit-span path), kept at or above the field's threshold."""
-        present = list(dict.fromkeys(field.choices or ()))  # a choice listed twice is scored once
+        query (gliner2's explicit-span path), kept at or above the field's threshold.
+
+        Args:
+            field: A FieldPlan, or a RecordFieldPlan (whose threshold falls back to the call's).
+            preferred: (choice, char start, char end) mentions of the choices in the text: these are
+                the value, scored, in place of the thresholded choice words.
+            dtype: "list" or "str"; the field's own by default.
+        """
+        dtype = dtype or field.dtype
+        if isinstance(field, RecordFieldPlan):
+            choice_words = field.choices or ()
+            present = list(dict.fromkeys((choice, position_in_prefix(choice, record.plan.choice_prefix)) for choice in choice_words))
+            present = [(choice, position) for choice, position in present if position >= 0]
+            threshold = record.plan.options.threshold if field.threshold is None else field.threshold
+            query = field.query
+        else:
+            present = list(dict.fromkeys(field.choices or ()))  # a choice listed twice is scored once
+            threshold, query = field.threshold, field.index
         if not present:
-            return [] if field.dtype == "list" else None
+            return [] if dtype == "list" else None
         words, field_states = explicit_inputs
         spans = np.asarray([[(position, position + 1) for _, position in present]], dtype=np.int64)[None]
         logits, outside = self.backend.score_explicit_spans(
             words[None],
             np.ones((1, len(words)), dtype=np.int64),
-            field_states[field.index][None, None],
+            field_states[query][None, None],
             np.ones((1, 1), dtype=np.int64),
             spans,
             np.ones(spans.shape[:-1], dtype=np.int64),
@@ -382,16 +603,22 @@ class BoundaryHeads:
         if outside.any():
             raise ValueError(f"explicit spans exceed the shared candidate pool (pool_size={self.pool_size})")
         probabilities = sigmoid(logits[0, 0] / self.pair_temperature)
-        include_confidence = record.plan.options.include_confidence
+        options = record.plan.options
+        if preferred is not None:
+            probability_of = {choice: float(probabilities[index]) for index, (choice, _) in enumerate(present)}
+            kept = [(choice, probability_of[choice], start, end) for choice, start, end in preferred if choice in probability_of]
+            if kept:
+                shown_preferred = [span_payload(mention, options) for mention in kept]
+                return shown_preferred if dtype == "list" else shown_preferred[0]
 
         def shown(index: int) -> Any:
             choice = present[index][0]
-            return {"text": choice, "confidence": float(probabilities[index])} if include_confidence else choice
+            return {"text": choice, "confidence": float(probabilities[index])} if options.include_confidence else choice
 
-        if field.dtype == "list":
-            return [shown(index) for index in range(len(present)) if float(probabilities[index]) >= field.threshold]
+        if dtype == "list":
+            return [shown(index) for index in range(len(present)) if float(probabilities[index]) >= threshold]
         best = int(np.argmax(probabilities))
-        return shown(best) if float(probabilities[best]) >= field.threshold else None
+        return shown(best) if float(probabilities[best]) >= threshold else None
 
     def _relations(self, record: EncodedText, outputs: Sequence[TaskOutput]) -> Dict[str, Any]:
         """Each relation type's cleaned-up edges, types in the order their first edge was kept."""
@@ -450,10 +677,28 @@ def _field_at(task: TaskPlan, index: int) -> Optional[FieldPlan]:
     return None
 
 
-def _unsupported_feature(task: TaskPlan) -> Optional[str]:
-    if task.kind == STRUCTURES and task.record_mode is not None:
-        return "structured records (extract_json, or structures with a record mode)"
-    return None
+#: gliner2's record mode ids in the record head's routing.
+_RECORD_MODE_IDS = {"natural": 0, "latent": 1, "anchorless": 2}
+
+
+def _char_span(record: EncodedText, span: Tuple[int, int], offset: int) -> Optional[Tuple[int, int]]:
+    """Character span of word boundaries `span` (choice prefix counted), None outside the text."""
+    start, end = span[0] - offset, span[1] - offset
+    if not 0 <= start < end <= record.text_len:
+        return None
+    return record.start_map[start], record.end_map[end - 1]
+
+
+def _span_score(span: Span) -> float:
+    return span[1]
+
+
+def _span_start(span: Span) -> int:
+    return span[2]
+
+
+def _span_end(span: Span) -> int:
+    return span[3]
 
 
 def _probability(candidate: ScoredCandidate) -> float:

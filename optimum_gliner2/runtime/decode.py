@@ -40,6 +40,10 @@ class TaskOutput:
             proposed pair, in proposal order.
         explicit_inputs: Boundary models' entity tasks with attribute groups: the text's word states
             and the task's field query states, for scoring attributes on the kept entities.
+        record_group: Boundary models' structures with a record mode: the record head's scores
+            (a runtime/records.py RecordGroup).
+        pool_probabilities: With `record_group`: `[fields, C]` probability of each pool candidate
+            for each field query.
     """
 
     count: int = 0
@@ -48,6 +52,8 @@ class TaskOutput:
     candidates: Optional[List[Any]] = None
     relations: Optional[List[Tuple[float, Any]]] = None
     explicit_inputs: Optional[Tuple[np.ndarray, np.ndarray]] = None
+    record_group: Optional[Any] = None
+    pool_probabilities: Optional[np.ndarray] = None
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:

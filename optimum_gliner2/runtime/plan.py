@@ -126,6 +126,57 @@ class RelationPlan:
     threshold: float
 
 
+class RecordFieldPlan(NamedTuple):
+    """One field of a record (a structure with a record mode), as gliner2 compiles it.
+
+    Attributes:
+        name: Field name.
+        query: Its row among the task's field queries (prompt order).
+        cardinality: "optional_one", "required_one" (scalars), "zero_or_more" or "one_or_more" (lists).
+        exclusive: A mention bound to this field in one record cannot bind to it in another.
+        dtype: The builder's dtype, None without builder metadata ("str" also makes the field scalar
+            when formatted).
+        threshold: The field's own threshold, None where the schema sets none.
+        validators: Regex validators a value's text must all pass.
+        choices: The builder's choices (every one, found in the prefix or not); None otherwise.
+    """
+
+    name: str
+    query: int
+    cardinality: str
+    exclusive: bool = False
+    dtype: Optional[str] = None
+    threshold: Optional[float] = None
+    validators: Tuple[Any, ...] = ()
+    choices: Optional[Tuple[str, ...]] = None
+
+    @property
+    def is_scalar(self) -> bool:
+        """One value per record at most."""
+        return self.cardinality in ("optional_one", "required_one")
+
+    @property
+    def allows_absent(self) -> bool:
+        """The field may stay empty in a record."""
+        return self.cardinality in ("optional_one", "zero_or_more")
+
+
+@dataclass(frozen=True)
+class RecordPlan:
+    """How a structure with a record mode forms its records.
+
+    Attributes:
+        mode: "natural" (one record per anchor mention), "latent" (a learned selector picks the seed
+            mentions) or "anchorless" (learned instance queries).
+        fields: Every field, in prompt order (gliner2's order of record fields).
+        anchor: For "natural", the position in `fields` of the anchor field.
+    """
+
+    mode: str
+    fields: Tuple[RecordFieldPlan, ...]
+    anchor: Optional[int] = None
+
+
 @dataclass(frozen=True)
 class TaskPlan:
     """One task of the schema.
@@ -142,6 +193,7 @@ class TaskPlan:
         attribute_groups: Entity attribute groups (decoder "entities_with_attributes").
         relation: Name and threshold of a relation task as boundary models read them.
         record_mode: A structure's record mode ("natural", "latent", "anchorless"), None without.
+        record: How that structure forms its records (set with `record_mode`).
     """
 
     kind: str
@@ -154,6 +206,7 @@ class TaskPlan:
     attribute_groups: Tuple[AttributeGroupPlan, ...] = ()
     relation: Optional[RelationPlan] = None
     record_mode: Optional[str] = None
+    record: Optional[RecordPlan] = None
 
     @property
     def is_classification(self) -> bool:
@@ -413,14 +466,59 @@ def _task_plan(
             choices = tuple(
                 (choice, position)
                 for choice in choices_by_field[key]
-                for position in [_position_in_prefix(choice, choice_prefix)]
+                for position in [position_in_prefix(choice, choice_prefix)]
                 if position >= 0
             )
         fields.append(field(field_name, metadata.field_options.get(key), choices))
     records = schema.get("record_metadata")
     record = records.get(name) if isinstance(records, Mapping) else None
     record_mode = record.get("mode") if isinstance(record, Mapping) else None
-    return TaskPlan(kind, name, prompt, field_names, "structures", tuple(fields), record_mode=record_mode)
+    record_plan = None
+    if record_mode is not None:
+        record_plan = _record_plan(name, record, field_names, metadata, choices_by_field)
+    return TaskPlan(kind, name, prompt, field_names, "structures", tuple(fields), record_mode=record_mode, record=record_plan)
+
+
+#: gliner2's default cardinality of a record field: the anchor is required, other fields are lists
+#: (its inference never passes the dtypes that would make "str" fields scalar by default).
+_ANCHOR_CARDINALITY, _DEFAULT_CARDINALITY = "required_one", "zero_or_more"
+
+
+def _record_plan(
+    name: str,
+    record: Mapping[str, Any],
+    field_names: Sequence[str],
+    metadata: SchemaMetadata,
+    choices_by_field: Mapping[str, List[str]],
+) -> RecordPlan:
+    """The record fields of structure `name` in prompt order, as gliner2's compile_record_specs sets them."""
+    mode = record["mode"]
+    anchor_name = record.get("anchor") if mode == "natural" else None
+    if mode == "natural" and anchor_name not in field_names:
+        raise GLiNER2InputError(
+            f"structure {name!r} has mode 'natural' but its anchor {anchor_name!r} is not one of its fields {list(field_names)}"
+        )
+    configured = record.get("fields") or {}
+    fields = []
+    for query, field_name in enumerate(field_names):
+        options = metadata.field_options.get(f"{name}.{field_name}")
+        field_config = configured.get(field_name) or {}
+        cardinality = field_config.get("cardinality") or (_ANCHOR_CARDINALITY if field_name == anchor_name else _DEFAULT_CARDINALITY)
+        choices = choices_by_field.get(f"{name}.{field_name}") if options is not None else None
+        fields.append(
+            RecordFieldPlan(
+                field_name,
+                query,
+                cardinality,
+                bool(field_config.get("exclusive", False)),
+                options.dtype if options is not None else None,
+                options.threshold if options is not None else None,
+                tuple(options.validators) if options is not None else (),
+                tuple(choices) if choices else None,
+            )
+        )
+    anchor = field_names.index(anchor_name) if anchor_name is not None else None
+    return RecordPlan(mode, tuple(fields), anchor)
 
 
 def _relation_plan(name: str, schema: Mapping[str, Any], metadata: SchemaMetadata, default_threshold: float) -> RelationPlan:
@@ -431,7 +529,7 @@ def _relation_plan(name: str, schema: Mapping[str, Any], metadata: SchemaMetadat
     return RelationPlan(relation_type, default_threshold if threshold is None else threshold)
 
 
-def _position_in_prefix(choice: str, prefix: Sequence[str]) -> int:
+def position_in_prefix(choice: str, prefix: Sequence[str]) -> int:
     """The first prefix word equal to the choice, ignoring case (gliner2's lookup), or -1."""
     wanted = choice.lower()
     return next((index for index, word in enumerate(prefix) if word.lower() == wanted), -1)

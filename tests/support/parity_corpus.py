@@ -446,7 +446,7 @@ BOUNDARY_CASES = (
 
 assert len({case.name for case in BOUNDARY_CASES}) == len(BOUNDARY_CASES), "case names must be unique"
 
-#: One call of each kind a GLiNER2.5 model refuses until it decodes them: (method, target).
+#: One record call of each kind: (method, target); refused by exports without the record_head graph.
 BOUNDARY_REFUSED_CALLS = (
     ("extract_json", PRODUCT_STRUCTURE),
     ("extract", _record_schema),

@@ -7,15 +7,16 @@ models (gliner2's `GLiNER2`), `TorchBoundaryBackend` GLiNER2.5 models (gliner2's
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from optimum_gliner2.runtime import CandidateScores, GLiNER2Pipeline
+from optimum_gliner2.runtime import CandidateScores, GLiNER2Pipeline, RecordScores
 from tests.support.parity import first_difference
 
 
@@ -117,6 +118,36 @@ class TorchBoundaryBackend:
         )
 
 
+    def score_records(
+        self, text_states, text_mask, query_states, query_mask, field_queries, field_mask, modes, anchor_fields, group_mask
+    ) -> RecordScores:
+        # gliner2's _extract_from_batch: the head's candidates (with their states), then the dense record head.
+        with torch.inference_mode():
+            queries = self._tensor(query_states)
+            out = self.model.boundary_head(
+                self._tensor(text_states),
+                self._tensor(text_mask).bool(),
+                queries,
+                self._tensor(query_mask).bool(),
+                return_candidates=True,
+            )
+            field_mask = self._tensor(field_mask).bool()
+            routing = (
+                self._tensor(field_queries),
+                field_mask,
+                torch.zeros_like(field_mask),  # scalar fields: read by the training loss only
+                self._tensor(modes),
+                self._tensor(anchor_fields),
+                self._tensor(group_mask).bool(),
+            )
+            dense = self.model.record_decoder.forward_groups_dense(queries, out.candidates, routing)
+        return RecordScores(
+            dense.object_logits.float().numpy(),
+            dense.assign_logits.float().numpy(),
+            dense.instance_mask.numpy(),
+            dense.field_membership.numpy(),
+        )
+
     def score_explicit_spans(self, text_states, text_mask, query_states, query_mask, spans, span_mask):
         # gliner2 raises when a span does not fit the pool: nothing is ever reported outside it.
         with torch.inference_mode():
@@ -157,7 +188,7 @@ def torch_pipeline(model, checkpoint_dir, **kwargs) -> GLiNER2Pipeline:
 
 
 _NUMERIC_STAGES = ("encode", "count_and_queries", "classify", "score_spans", "score_candidates",
-                   "score_explicit_spans", "score_relations")
+                   "score_explicit_spans", "score_relations", "score_records")
 
 
 class RecordingBackend:
@@ -223,3 +254,30 @@ def divergence_beyond_float_noise(
         if not close:
             return f"output {index} of {name} differs beyond float noise between ONNX and gliner2's modules"
     return None
+
+
+@contextlib.contextmanager
+def gliner2_without_token_boundaries_crash() -> Iterator[None]:
+    """gliner2 2.1.0 with its one unchecked token-to-character conversion made total.
+
+    Its boundary engine converts a record's anchor to characters without a range check when the
+    record gets a choice value from the choice prefix; an anchor on a prefix word then raises
+    `ValueError: token boundaries [..) out of range`. Inside this block that conversion answers
+    (0, 0), which is where gliner2 places such a value for a record without an anchor, and what the
+    runtime answers (a deliberate difference, README). Every other conversion gliner2 range-checks
+    before making it, so nothing else changes.
+    """
+    import gliner2.models.boundary.engine as engine
+
+    checked = engine.token_boundaries_to_character_offsets
+
+    def total(start, end, start_map, end_map):
+        if start < 0 or end > len(end_map) or end <= start:
+            return 0, 0
+        return checked(start, end, start_map, end_map)
+
+    engine.token_boundaries_to_character_offsets = total
+    try:
+        yield
+    finally:
+        engine.token_boundaries_to_character_offsets = checked

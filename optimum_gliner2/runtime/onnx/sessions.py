@@ -9,7 +9,7 @@ import onnxruntime as ort
 
 from optimum_gliner2.bundle.format import BOUNDARY, SPAN, GLiNER2OnnxBundle
 from optimum_gliner2.errors import GLiNER2LoadError
-from optimum_gliner2.runtime.backend import CandidateScores
+from optimum_gliner2.runtime.backend import CandidateScores, RecordScores
 
 ProviderSpec = Union[str, Tuple[str, Dict[str, Any]]]
 
@@ -104,6 +104,21 @@ BOUNDARY_GRAPH_SIGNATURES = {
         },
         {"span_logits": (3, DYNAMIC), "span_outside_pool": (3, DYNAMIC)},
     ),
+    # Only in exports of checkpoints with a record head (bundle/format.py OPTIONAL_GRAPHS).
+    "record_head": (
+        {
+            "text_states": (3, HIDDEN),
+            "text_mask": (2, DYNAMIC),
+            "query_states": (3, HIDDEN),
+            "query_mask": (2, DYNAMIC),
+            "field_queries": (3, DYNAMIC),
+            "field_mask": (3, DYNAMIC),
+            "modes": (2, DYNAMIC),
+            "anchor_fields": (2, DYNAMIC),
+            "group_mask": (2, DYNAMIC),
+        },
+        {"object_logits": (3, DYNAMIC), "assign_logits": (5, DYNAMIC), "instance_mask": (3, DYNAMIC), "field_membership": (4, DYNAMIC)},
+    ),
 }
 
 
@@ -143,7 +158,9 @@ class OnnxBackend:
     def _check_signatures(self) -> None:
         expected_sizes = {HIDDEN: self.hidden_size, MAX_COUNT: self.bundle.max_count, MAX_WIDTH: self.bundle.max_width}
         for graph, (inputs, outputs) in self.graph_signatures.items():
-            session = self.sessions[graph]
+            session = self.sessions.get(graph)
+            if session is None:  # an optional graph this export does not have
+                continue
             for kind, expected, actual in (("inputs", inputs, session.get_inputs()), ("outputs", outputs, session.get_outputs())):
                 found = {arg.name: arg.shape for arg in actual}
                 if set(found) != set(expected):
@@ -240,6 +257,30 @@ class OnnxBoundaryBackend(OnnxBackend):
         }
         logits, outside = self._run("explicit_spans", feeds)
         return logits, outside
+
+    @property
+    def has_record_head(self) -> bool:
+        """Whether the export has the record_head graph (checkpoints with a record head, exported
+        since records are decoded)."""
+        return "record_head" in self.sessions
+
+    def score_records(
+        self, text_states, text_mask, query_states, query_mask, field_queries, field_mask, modes, anchor_fields, group_mask
+    ) -> RecordScores:
+        feeds = {
+            "text_states": text_states,
+            "text_mask": text_mask,
+            "query_states": query_states,
+            "query_mask": query_mask,
+            "field_queries": field_queries,
+            "field_mask": field_mask,
+            "modes": modes,
+            "anchor_fields": anchor_fields,
+            "group_mask": group_mask,
+        }
+        names = [arg.name for arg in self.sessions["record_head"].get_outputs()]
+        outputs = dict(zip(names, self._run("record_head", feeds)))
+        return RecordScores(**{name: outputs[name] for name in RecordScores._fields})
 
     def score_relations(
         self,
