@@ -45,7 +45,7 @@ DEMO_SENTENCES: List[Tuple[str, str, str]] = [
     ("entities", "Last year Amir Dubois left Zenith Foods and settled in Bilbao on March 3, 2021.", ""),
     ("entities", "Carlos Mendes visited Graz on July 14, 2023 with colleagues from Aurora Labs.", ""),
     ("relations", "Daria Sato has been a manager at Brightwater Group in Accra since 2019.", ""),
-    ("json", "Driftwood Energy priced its Nova drone at $1299 this spring.", ""),
+    ("json", "Crescent Labs priced its Echo camera at $349 this spring.", ""),
     (
         "classification",
         "Honestly, Crescent Bank was dreadful and I will never go back.",

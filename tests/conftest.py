@@ -110,3 +110,16 @@ def boundary_exported_dirs(boundary_checkpoint_dirs, tmp_path_factory) -> dict:
         export_with_optimum_cli(checkpoint, root / name)
         exported[name] = root / name
     return exported
+
+
+@pytest.fixture(scope="session")
+def boundary_onnx_models(boundary_exported_dirs) -> dict:
+    """The ONNX runtime of each GLiNER2.5 test variant, loaded once, when a test first asks for it."""
+    from optimum_gliner2.runtime import GLiNER2ONNXRuntime
+
+    class _Models(dict):
+        def __missing__(self, name):
+            self[name] = GLiNER2ONNXRuntime.from_pretrained(boundary_exported_dirs[name])
+            return self[name]
+
+    return _Models()

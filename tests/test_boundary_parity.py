@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 
 from optimum_gliner2.errors import GLiNER2InputError
-from optimum_gliner2.runtime import GLiNER2ONNXRuntime
 from tests.support.parity import assert_same_results, strings_in
 from tests.support.parity_corpus import (
     BOUNDARY_CASES,
@@ -46,16 +45,6 @@ def host_pipelines(boundary_models, boundary_checkpoint_dirs) -> dict:
     return _Pipelines()
 
 
-@pytest.fixture(scope="module")
-def onnx_models(boundary_exported_dirs) -> dict:
-    class _Models(dict):
-        def __missing__(self, name):
-            self[name] = GLiNER2ONNXRuntime.from_pretrained(boundary_exported_dirs[name])
-            return self[name]
-
-    return _Models()
-
-
 def _expected_or_skip(model, case: Case, other, variant: str):
     try:
         return run_case(model, case)
@@ -73,9 +62,9 @@ def test_host_code_matches_gliner2(boundary_models, host_pipelines, boundary_var
 
 
 @pytest.mark.parametrize("case", BOUNDARY_CASES, ids=CASE_IDS)
-def test_onnx_matches_gliner2(boundary_models, onnx_models, boundary_variant, case):
-    expected = _expected_or_skip(boundary_models[boundary_variant], case, onnx_models[boundary_variant], boundary_variant)
-    assert_same_results(expected, run_case(onnx_models[boundary_variant], case), context=f"{boundary_variant}/{case.name}")
+def test_onnx_matches_gliner2(boundary_models, boundary_onnx_models, boundary_variant, case):
+    expected = _expected_or_skip(boundary_models[boundary_variant], case, boundary_onnx_models[boundary_variant], boundary_variant)
+    assert_same_results(expected, run_case(boundary_onnx_models[boundary_variant], case), context=f"{boundary_variant}/{case.name}")
 
 
 def test_parity_compares_real_answers(boundary_models, boundary_variant):
@@ -162,8 +151,8 @@ def test_spans_outside_the_pool_raise_gliner2s_error(host_pipelines):
         del backend.score_explicit_spans
 
 
-def test_batched_equals_single_calls(onnx_models, boundary_variant):
-    model = onnx_models[boundary_variant]
+def test_batched_equals_single_calls(boundary_onnx_models, boundary_variant):
+    model = boundary_onnx_models[boundary_variant]
     texts = [*MIXED_LENGTH_TEXTS, *POOL_LIMIT_TEXTS]
     batched = model.batch_extract_entities(texts, ENTITY_LABELS, batch_size=5, include_confidence=True, include_spans=True)
     single = [model.extract_entities(text, ENTITY_LABELS, include_confidence=True, include_spans=True) for text in texts]
@@ -171,10 +160,10 @@ def test_batched_equals_single_calls(onnx_models, boundary_variant):
     assert any(strings_in(result) for result in single)
 
 
-def test_record_calls_need_the_record_head_graph(onnx_models, monkeypatch):
+def test_record_calls_need_the_record_head_graph(boundary_onnx_models, monkeypatch):
     """An export made before records were decoded has no record_head graph: a record schema is
     refused with one line naming the fix, instead of answered wrongly."""
-    model = onnx_models["boundary"]
+    model = boundary_onnx_models["boundary"]
     monkeypatch.delitem(model.engine.heads.backend.sessions, "record_head")
     for method, target in BOUNDARY_REFUSED_CALLS:
         target = target(model.create_schema()) if callable(target) else target
@@ -183,8 +172,8 @@ def test_record_calls_need_the_record_head_graph(onnx_models, monkeypatch):
         assert "\n" not in str(raised.value)
 
 
-def test_bundle_records_the_architecture(boundary_exported_dirs, onnx_models):
-    model = onnx_models["boundary"]
+def test_bundle_records_the_architecture(boundary_exported_dirs, boundary_onnx_models):
+    model = boundary_onnx_models["boundary"]
     assert model.bundle.architecture == "boundary"
     assert set(model.bundle.graph_files) == {"encoder", "boundary_head", "classifier", "relation_scorer", "explicit_spans", "record_head"}
     assert model.engine.heads.default_overlap_policy == "disallow"

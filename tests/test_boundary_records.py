@@ -149,18 +149,6 @@ def test_host_records_match_gliner2_without_scipy(boundary_models, host_pipeline
     assert_same_results(expected, actual, context=f"{variant}/{case.name}/pure-python")
 
 
-@pytest.fixture(scope="module")
-def onnx_models(boundary_exported_dirs) -> dict:
-    from optimum_gliner2.runtime import GLiNER2ONNXRuntime
-
-    class _Models(dict):
-        def __missing__(self, name):
-            self[name] = GLiNER2ONNXRuntime.from_pretrained(boundary_exported_dirs[name])
-            return self[name]
-
-    return _Models()
-
-
 #: The exported graph on every fixture, for one case of each kind (the host tests cover the rest).
 ONNX_CASES = [
     case for case in RECORD_CASES
@@ -170,9 +158,9 @@ ONNX_CASES = [
 
 @pytest.mark.usefixtures("gliner2_without_the_token_boundaries_crash")
 @pytest.mark.parametrize("case", ONNX_CASES, ids=[case.name for case in ONNX_CASES])
-def test_onnx_records_match_gliner2(boundary_models, onnx_models, boundary_variant, case):
+def test_onnx_records_match_gliner2(boundary_models, boundary_onnx_models, boundary_variant, case):
     expected = run_case(boundary_models[boundary_variant], case)
-    actual = run_case(onnx_models[boundary_variant], case)
+    actual = run_case(boundary_onnx_models[boundary_variant], case)
     assert_same_results(expected, actual, context=f"{boundary_variant}/{case.name}")
 
 
