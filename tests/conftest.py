@@ -113,6 +113,19 @@ def boundary_exported_dirs(boundary_checkpoint_dirs, tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="session")
+def boundary_host_pipelines(boundary_models, boundary_checkpoint_dirs) -> dict:
+    """Our host code on gliner2's own modules for each GLiNER2.5 test variant, built when first asked for."""
+    from tests.support.torch_backend import torch_pipeline
+
+    class _Pipelines(dict):
+        def __missing__(self, name):
+            self[name] = torch_pipeline(boundary_models[name], boundary_checkpoint_dirs[name])
+            return self[name]
+
+    return _Pipelines()
+
+
+@pytest.fixture(scope="session")
 def boundary_onnx_models(boundary_exported_dirs) -> dict:
     """The ONNX runtime of each GLiNER2.5 test variant, loaded once, when a test first asks for it."""
     from optimum_gliner2.runtime import GLiNER2ONNXRuntime

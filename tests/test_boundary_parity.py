@@ -30,19 +30,9 @@ from tests.support.parity_corpus import (
     Case,
     run_case,
 )
-from tests.support.torch_backend import TorchBoundaryBackend, torch_pipeline
+from tests.support.torch_backend import TorchBoundaryBackend
 
 CASE_IDS = [case.name for case in BOUNDARY_CASES]
-
-
-@pytest.fixture(scope="module")
-def host_pipelines(boundary_models, boundary_checkpoint_dirs) -> dict:
-    class _Pipelines(dict):
-        def __missing__(self, name):
-            self[name] = torch_pipeline(boundary_models[name], boundary_checkpoint_dirs[name])
-            return self[name]
-
-    return _Pipelines()
 
 
 def _expected_or_skip(model, case: Case, other, variant: str):
@@ -56,9 +46,9 @@ def _expected_or_skip(model, case: Case, other, variant: str):
 
 
 @pytest.mark.parametrize("case", BOUNDARY_CASES, ids=CASE_IDS)
-def test_host_code_matches_gliner2(boundary_models, host_pipelines, boundary_variant, case):
-    expected = _expected_or_skip(boundary_models[boundary_variant], case, host_pipelines[boundary_variant], boundary_variant)
-    assert_same_results(expected, run_case(host_pipelines[boundary_variant], case), context=f"{boundary_variant}/{case.name}")
+def test_host_code_matches_gliner2(boundary_models, boundary_host_pipelines, boundary_variant, case):
+    expected = _expected_or_skip(boundary_models[boundary_variant], case, boundary_host_pipelines[boundary_variant], boundary_variant)
+    assert_same_results(expected, run_case(boundary_host_pipelines[boundary_variant], case), context=f"{boundary_variant}/{case.name}")
 
 
 @pytest.mark.parametrize("case", BOUNDARY_CASES, ids=CASE_IDS)
@@ -108,9 +98,9 @@ def test_relation_parity_compares_real_answers(boundary_models, boundary_variant
     assert len({repr(found) for found in by_type}) > 1
 
 
-def test_abstention_fires_and_does_not(boundary_models, host_pipelines, boundary_variant):
+def test_abstention_fires_and_does_not(boundary_models, boundary_host_pipelines, boundary_variant):
     """The corpus runs gliner2's abstention both ways, so parity covers it."""
-    backend = host_pipelines[boundary_variant].backend
+    backend = boundary_host_pipelines[boundary_variant].backend
     assert isinstance(backend, TorchBoundaryBackend)
     seen = []
     original = backend.score_candidates
@@ -124,18 +114,18 @@ def test_abstention_fires_and_does_not(boundary_models, host_pipelines, boundary
 
     backend.score_candidates = recording
     try:
-        host_pipelines[boundary_variant].batch_extract_entities(list(SENTENCES), ENTITY_LABELS)
+        boundary_host_pipelines[boundary_variant].batch_extract_entities(list(SENTENCES), ENTITY_LABELS)
     finally:
         del backend.score_candidates
     assert 0 < sum(seen) < len(seen), f"{sum(seen)} of {len(seen)} queries abstain"
 
 
-def test_spans_outside_the_pool_raise_gliner2s_error(host_pipelines):
+def test_spans_outside_the_pool_raise_gliner2s_error(boundary_host_pipelines):
     """gliner2 raises ValueError when explicit spans do not fit the pool; so does the runtime, when
     the backend reports it (the graph's span_outside_pool; tests/test_boundary_export.py)."""
     from tests.support.parity_corpus import _attribute_schema
 
-    pipeline = host_pipelines["boundary"]
+    pipeline = boundary_host_pipelines["boundary"]
     backend = pipeline.backend
     original = backend.score_explicit_spans
 

@@ -29,7 +29,7 @@ import pytest
 from optimum_gliner2.runtime.records import min_cost_assignment
 from tests.support.parity import assert_same_results
 from tests.support.parity_corpus import LONG_TEXT, MEDIUM_TEXT, PRODUCT_STRUCTURE, SENTENCES, Case, run_case
-from tests.support.torch_backend import gliner2_without_token_boundaries_crash, torch_pipeline
+from tests.support.torch_backend import gliner2_without_token_boundaries_crash
 
 
 def _people_and_events(schema):
@@ -108,16 +108,6 @@ def gliner2_without_scipy(monkeypatch):
     monkeypatch.setitem(sys.modules, "scipy.optimize", None)
 
 
-@pytest.fixture(scope="module")
-def host_pipelines(boundary_models, boundary_checkpoint_dirs) -> dict:
-    class _Pipelines(dict):
-        def __missing__(self, name):
-            self[name] = torch_pipeline(boundary_models[name], boundary_checkpoint_dirs[name])
-            return self[name]
-
-    return _Pipelines()
-
-
 def _record_count(result) -> int:
     results = result if isinstance(result, list) else [result]
     return max(
@@ -128,10 +118,10 @@ def _record_count(result) -> int:
 
 @pytest.mark.usefixtures("gliner2_without_the_token_boundaries_crash")
 @pytest.mark.parametrize("case", RECORD_CASES, ids=CASE_IDS)
-def test_host_records_match_gliner2(boundary_models, host_pipelines, boundary_variant, case):
+def test_host_records_match_gliner2(boundary_models, boundary_host_pipelines, boundary_variant, case):
     """gliner2 as installed: with the test extra, on scipy's assignment."""
     expected = run_case(boundary_models[boundary_variant], case)
-    actual = run_case(host_pipelines[boundary_variant], case)
+    actual = run_case(boundary_host_pipelines[boundary_variant], case)
     assert_same_results(expected, actual, context=f"{boundary_variant}/{case.name}")
 
 
@@ -142,10 +132,10 @@ ASSIGNMENT_CASES = [case for case in RECORD_CASES if case.name in ("json_product
 @pytest.mark.usefixtures("gliner2_without_the_token_boundaries_crash", "gliner2_without_scipy")
 @pytest.mark.parametrize("variant", ["boundary", "boundary_seed1"])
 @pytest.mark.parametrize("case", ASSIGNMENT_CASES, ids=[case.name for case in ASSIGNMENT_CASES])
-def test_host_records_match_gliner2_without_scipy(boundary_models, host_pipelines, variant, case):
+def test_host_records_match_gliner2_without_scipy(boundary_models, boundary_host_pipelines, variant, case):
     """gliner2 on its own pure-Python assignment solver gives the same answers too."""
     expected = run_case(boundary_models[variant], case)
-    actual = run_case(host_pipelines[variant], case)
+    actual = run_case(boundary_host_pipelines[variant], case)
     assert_same_results(expected, actual, context=f"{variant}/{case.name}/pure-python")
 
 
@@ -164,16 +154,16 @@ def test_onnx_records_match_gliner2(boundary_models, boundary_onnx_models, bound
     assert_same_results(expected, actual, context=f"{boundary_variant}/{case.name}")
 
 
-def test_cases_form_several_records(boundary_models, host_pipelines, gliner2_without_the_token_boundaries_crash):
+def test_cases_form_several_records(boundary_models, boundary_host_pipelines, gliner2_without_the_token_boundaries_crash):
     """The parity cases are not vacuous: structures hold several records on every fixture."""
     for variant in ("boundary", "boundary_seed1", "boundary_seed2"):
-        counts = [_record_count(run_case(host_pipelines[variant], case)) for case in (RECORD_CASES[0], RECORD_CASES[2])]
+        counts = [_record_count(run_case(boundary_host_pipelines[variant], case)) for case in (RECORD_CASES[0], RECORD_CASES[2])]
         assert max(counts) > 1, (variant, counts)
 
 
-def test_token_boundaries_bug_is_answered(boundary_models, host_pipelines):
+def test_token_boundaries_bug_is_answered(boundary_models, boundary_host_pipelines):
     """gliner2 2.1.0 crashes on this call; we answer, as gliner2 answers once that crash is removed."""
-    model, pipeline = boundary_models["boundary"], host_pipelines["boundary"]
+    model, pipeline = boundary_models["boundary"], boundary_host_pipelines["boundary"]
     text = SENTENCES[0]
     with pytest.raises(ValueError, match="token boundaries"):
         model.extract_json(text, PRODUCT_STRUCTURE)
