@@ -19,27 +19,41 @@ keys. The pass keeps that fill inside the bias (`Where(~mask, min, c2p + p2c)`):
 every masked score is again exactly the minimum and every row's Softmax equals the plain graph's. No
 `key_padding_mask` is passed (it would mask keys only, and padded query rows would then differ).
 
-What stays outside the kernel is the bias itself. It is as cheap as the export makes it: the export
-already scores only the reachable relative positions (exporters/model_patcher.py,
-`relative_positions_within_reach`); this pass also drops the graph's `+ 0` on the c2p term (one full pass
-over `[batch x heads, len, len]` per layer that changes no value).
+What stays outside the kernel is the bias itself, [batch x heads, len, len] per layer. The export already
+scores only the reachable relative positions (exporters/model_patcher.py, `relative_positions_within_reach`:
+the score products are [batch x heads, len, reachable] and broadcast over the batch). This pass removes the
+full passes over the bias that change no value or can move to small tensors:
+- the graph's `+ 0` on the c2p term;
+- the two divisions of the gathered terms by sqrt(d * s): the position rows are divided instead
+  ([heads, head size, reachable], before the products; float32 rounding only);
+- the transpose of the gathered p2c term: its scores are computed as rows @ K^T and gathered along the
+  position axis with the transposed (small) index, which yields [query, key] directly;
+- the relative-position index, expanded to [batch x heads, len, len] for GatherElements, is int32 instead
+  of int64 (half the bytes written and read).
+What is left per layer: two gathers, one sum, the mask's Where, and the kernel.
 
 Which graphs it applies to: DeBERTa-v2/v3 encoders as exported by optimum-gliner2 (the span models'
 and GLiNER2.5's). BERT-family encoders have no disentangled attention; ONNX Runtime's own "bert"
 attention fusion already matches them (use the `o2` variant), so the pass refuses them with a
-`ValueError` that says so rather than registering a variant identical to FP32.
+`NoDebertaAttentionError` (a ValueError) that says so rather than registering a variant identical to FP32.
 
-Execution providers, as documented in ONNX Runtime's contrib-operator reference (docs/ContribOperators.md
-and docs/OperatorKernels.md, checked against the sources, not run here: no GPU was available):
-`com.microsoft.MultiHeadAttention` has CPU and CUDA kernels, both registered for float (CUDA also
-float16), and both read `attention_bias` (input 5) of shape `(batch or 1, heads or 1, q_len, k_len)`. On
-CUDA a bias rules out the flash-attention path; the memory-efficient (cutlass) and unfused kernels take
-it. The CPU measurement is in benchmarks/fused_attention.py.
+Execution providers. What was checked, by reading ONNX Runtime's sources and generated docs as stored by the
+search index (its main branch, not the 1.32 tag itself), and not run (no GPU was available to this work):
+- docs/ContribOperators.md: `MultiHeadAttention` input 5 `attention_bias`, "bias added to QxK' with shape
+  (batch_size or 1, num_heads or 1, sequence_length, total_sequence_length)", types float/float16/bfloat16.
+- onnxruntime/contrib_ops/cuda/bert/multihead_attention.cc: the CUDA kernel is registered for float and float16
+  and passes `attention_bias` to its attention implementations. With a bias it does not take the flash-attention,
+  TensorRT fused or fused cross-attention paths (each requires `attention_bias == nullptr`); the cutlass
+  memory-efficient path takes a bias only when the query length is a multiple of 4 x sizeof(T) (16 tokens for
+  float32), and otherwise the unfused kernel runs. So the variant has a CUDA kernel with the bias; whether the
+  float32-minimum fill behaves there as on CPU was not checked. Run the parity tests on a GPU before serving it
+  there.
+On CPU (onnxruntime 1.32, checked by the tests) the kernel runs with the bias and matches the plain graph.
+An execution provider without the op runs that node on the CPU provider (ONNX Runtime's own fallback).
 """
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -355,7 +369,8 @@ def _position_terms(model: onnx.ModelProto, position_bias: str) -> List[_Positio
             pending.extend(node.input)
             continue
         if node is None or node.op_type != "Div" or graph.constants.get(node.input[1]) is not None:
-            raise _NoMatch(f"disentangled bias: expected a sum of terms divided by the score divisor, found {node and node.op_type}")
+            found_op = node.op_type if node is not None else "a graph input"
+            raise _NoMatch(f"disentangled bias: expected a sum of terms divided by the score divisor, found {found_op}")
         gathered = graph.producer.get(node.input[0])
         transpose = None
         if gathered is not None and gathered.op_type == "Transpose":
@@ -399,7 +414,9 @@ def _rename_inputs(model: onnx.ModelProto, renamed: Dict[str, str]) -> None:
                 node.input[position] = renamed[name]
 
 
-def _divide_position_rows_instead_of_terms(model: onnx.ModelProto, terms: List[_PositionTerm], values: Dict[str, np.ndarray]) -> None:
+def _divide_position_rows_instead_of_terms(
+    model: onnx.ModelProto, terms: List[_PositionTerm], values: Dict[str, np.ndarray]
+) -> None:
     """Move each `Gather(x @ rows) / divisor` to `Gather(x @ (rows * (1 / divisor)))`.
 
     The division of a gathered [batch x heads, len, len] term is a full pass per term and layer; the
@@ -411,11 +428,12 @@ def _divide_position_rows_instead_of_terms(model: onnx.ModelProto, terms: List[_
         prefix = f"/fused_attention/position_term.{index}"
         divisor = np.float32(np.asarray(values[term.division.input[1]]).reshape(()))
         model.graph.initializer.append(
-            numpy_helper.from_array(np.array(np.float32(1.0) / divisor, dtype=np.float32), f"{prefix}/reciprocal_divisor")
+            numpy_helper.from_array(np.array(np.float32(1.0) / divisor, dtype=np.float32), f"{prefix}/reciprocal_divisor"),
         )
         new_nodes[term.matmul.output[0]] = [
             helper.make_node(
-                "Mul", [term.matmul.input[1], f"{prefix}/reciprocal_divisor"], [f"{prefix}/scaled_rows"], name=f"{prefix}/ScaleRows"
+                "Mul", [term.matmul.input[1], f"{prefix}/reciprocal_divisor"], [f"{prefix}/scaled_rows"],
+                name=f"{prefix}/ScaleRows",
             )
         ]
         _set_input(model, term.matmul.output[0], 1, f"{prefix}/scaled_rows")
@@ -440,7 +458,11 @@ def _gather_positions_cheaper(model: onnx.ModelProto, terms: List[_PositionTerm]
         small_index = term.expand.input[0]
         casts = new_nodes.setdefault(term.expand.output[0], [])
         if term.transpose is None:
-            casts.append(helper.make_node("Cast", [small_index], [f"{prefix}/index_int32"], name=f"{prefix}/IndexInt32", to=TensorProto.INT32))
+            casts.append(
+                helper.make_node(
+                    "Cast", [small_index], [f"{prefix}/index_int32"], name=f"{prefix}/IndexInt32", to=TensorProto.INT32
+                )
+            )
             _set_input(model, term.expand.output[0], 0, f"{prefix}/index_int32")
             continue
         # p2c: rows^T @ K^T instead of K @ rows, then gather along axis 1 with index^T. Built right before the
@@ -468,8 +490,8 @@ def fuse_deberta_attention(model: onnx.ModelProto) -> int:
     """Rewrite every DeBERTa self-attention of an exported encoder into `com.microsoft.MultiHeadAttention`.
 
     The disentangled terms are made cheaper first (`_divide_position_rows_instead_of_terms`,
-    `_gather_positions_cheaper`, and `x + 0` removed). Each attention's core (Q K^T scaled, + disentangled bias, + padding mask, Softmax, x V, head merge)
-    becomes one MultiHeadAttention node reading the query/key/value projections, with
+    `_gather_positions_cheaper`, and `x + 0` removed). Each attention's core (Q K^T scaled, + disentangled
+    bias, + padding mask, Softmax, x V, head merge) becomes one MultiHeadAttention node reading the query/key/value projections, with
     `attention_bias = Where(~mask, float32 min, c2p + p2c)` reshaped to [batch, heads, len, len].
     The nodes only the old core used are removed.
 
@@ -488,16 +510,15 @@ def fuse_deberta_attention(model: onnx.ModelProto) -> int:
         terms = [term for match in matches for term in _position_terms(model, match.position_bias)]
     except _NoMatch as reason:
         raise NoDebertaAttentionError(f"The encoder's attention is not DeBERTa's as exported ({reason}).") from None
-    values = _probe(
-        model,
-        [name for match in matches for name in (match.query_heads, match.scale)]
-        + [name for term in terms for name in (term.division.input[1], term.expand.input[0], term.matmul.input[0], term.matmul.input[1])],
-    )
+    term_tensors = [
+        name for term in terms for name in (term.division.input[1], term.expand.input[0], *term.matmul.input[:2])
+    ]
+    values = _probe(model, [name for match in matches for name in (match.query_heads, match.scale)] + term_tensors)
     shapes = _attention_shapes(matches, values)
     for term in terms:
         # The rewrites below assume gliner2's self-attention shapes: one [1, len, len] index for every
         # batch row and head, x = [batch, heads, len, head size] and rows = [heads, head size, positions].
-        index_shape, x_shape, rows_shape = (values[name].shape for name in (term.expand.input[0], term.matmul.input[0], term.matmul.input[1]))
+        index_shape, x_shape, rows_shape = (values[name].shape for name in (term.expand.input[0], *term.matmul.input[:2]))
         if index_shape != (1, 5, 5) or len(x_shape) != 4 or len(rows_shape) != 3 or x_shape[-1] != rows_shape[-2]:
             raise NoDebertaAttentionError(
                 f"Unexpected disentangled-term shapes (index {index_shape}, scores {x_shape} x {rows_shape} on 5 tokens)."
@@ -515,12 +536,17 @@ def fuse_deberta_attention(model: onnx.ModelProto) -> int:
         fused_output = f"{prefix}/context"
         bias_nodes = [
             # [batch x heads, q, k] -> [batch, heads, q, k]; the trailing dims come from the bias itself.
-            helper.make_node("Shape", [match.position_bias], [f"{prefix}/bias_lengths"], name=f"{prefix}/BiasLengths", start=1),
+            helper.make_node(
+                "Shape", [match.position_bias], [f"{prefix}/bias_lengths"], name=f"{prefix}/BiasLengths", start=1
+            ),
             helper.make_node(
                 "Concat", [f"{prefix}/bias_leading_dims", f"{prefix}/bias_lengths"], [f"{prefix}/bias_shape"],
                 name=f"{prefix}/BiasShape", axis=0,
             ),
-            helper.make_node("Reshape", [match.position_bias, f"{prefix}/bias_shape"], [f"{prefix}/bias_by_head"], name=f"{prefix}/BiasByHead"),
+            helper.make_node(
+                "Reshape", [match.position_bias, f"{prefix}/bias_shape"], [f"{prefix}/bias_by_head"],
+                name=f"{prefix}/BiasByHead",
+            ),
             helper.make_node(
                 "Where", [match.mask_condition, match.mask_fill, f"{prefix}/bias_by_head"], [f"{prefix}/attention_bias"],
                 name=f"{prefix}/MaskedBias",
