@@ -564,8 +564,8 @@ def fuse_deberta_attention(model: onnx.ModelProto) -> int:
             # A reshape to the query's own (run-time) shape: no copy, no value changed, but the output's
             # dimensions are no longer known when ONNX Runtime loads the graph, as in the plain export. With
             # them known, ONNX Runtime fuses each residual Add + LayerNormalization into SkipLayerNormalization,
-            # whose CPU kernel in onnxruntime 1.32 is ~13x slower than the pair here (0.8 ms against 12 ms at
-            # [8, 105, 768]): the full-size encoder lost more to it (~220 ms at 8 x 105) than fusing gains.
+            # whose CPU kernel in onnxruntime 1.32 measured 2.5-13x slower than the pair here (0.8 ms against
+            # 12 ms at [8, 105, 768]): the full-size encoder lost more to it (~220 ms at 8 x 105) than fusing gains.
             helper.make_node("Shape", [match.query], [f"{prefix}/query_shape"], name=f"{prefix}/QueryShape"),
             helper.make_node(
                 "Reshape", [f"{prefix}/attention_output", f"{prefix}/query_shape"], [fused_output],
