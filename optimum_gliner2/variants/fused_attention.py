@@ -14,7 +14,8 @@ of position-attention types (3 for `["p2c", "c2p"]`): the kernel's `scale` attri
 
 Exactness, padded rows included: the exported graph fills masked scores with float32's minimum before
 its Softmax, and a query row of a padding token is masked entirely, so its Softmax is uniform over all
-keys. The pass keeps that fill inside the bias (`Where(~mask, min, c2p + p2c)`): the kernel adds
+keys. The pass keeps that fill inside the bias (`c2p + p2c + mask_term`, the mask term 0 where a score
+counts and float32's minimum where the plain graph fills; x + min rounds to min): the kernel adds
 `Q K^T * scale` to it, and float32's minimum plus any score of normal size rounds back to the minimum, so
 every masked score is again exactly the minimum and every row's Softmax equals the plain graph's. No
 `key_padding_mask` is passed (it would mask keys only, and padded query rows would then differ).
@@ -26,11 +27,11 @@ full passes over the bias that change no value or can move to small tensors:
 - the graph's `+ 0` on the c2p term;
 - the two divisions of the gathered terms by sqrt(d * s): the position rows are divided instead
   ([heads, head size, reachable], before the products; float32 rounding only);
-- the transpose of the gathered p2c term: its scores are computed as rows @ K^T and gathered along the
-  position axis with the transposed (small) index, which yields [query, key] directly;
 - the relative-position index, expanded to [batch x heads, len, len] for GatherElements, is int32 instead
-  of int64 (half the bytes written and read).
-What is left per layer: two gathers, one sum, the mask's Where, and the kernel.
+  of int64 (half the bytes written and read);
+- the mask is added as a [batch, 1, len, len] term made once (an Add broadcast over the heads measured twice
+  as fast as the plain graph's Where over [batch, heads, len, len]).
+What is left per layer: two gathers, the p2c transpose, two sums, and the kernel.
 
 Which graphs it applies to: DeBERTa-v2/v3 encoders as exported by optimum-gliner2 (the span models'
 and GLiNER2.5's). BERT-family encoders have no disentangled attention; ONNX Runtime's own "bert"
@@ -94,11 +95,16 @@ class _AttentionMatch:
     context: str  # [batch, len, hidden]: the attention's output before the output projection
 
 
-def _constant_values(model: onnx.ModelProto) -> Dict[str, np.ndarray]:
-    """{tensor name: value} of the graph's initializers and Constant nodes."""
-    values = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+def _constant_values(model: onnx.ModelProto, max_elements: int = 16) -> Dict[str, np.ndarray]:
+    """{tensor name: value} of the graph's small initializers and Constant nodes (the pass reads scalars
+    only; converting the weights would copy the whole model each time)."""
+
+    def small(tensor: onnx.TensorProto) -> bool:
+        return int(np.prod(tensor.dims, dtype=np.int64)) <= max_elements
+
+    values = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer if small(init)}
     for node in model.graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value" and small(node.attribute[0].t):
             values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
     return values
 
@@ -441,58 +447,35 @@ def _divide_position_rows_instead_of_terms(
     _rename_inputs(model, {term.division.output[0]: term.division.input[0] for term in terms})
 
 
-def _gather_positions_cheaper(model: onnx.ModelProto, terms: List[_PositionTerm]) -> None:
-    """Two data movements of each term, made cheaper without changing a value.
+def _gather_indices_in_int32(model: onnx.ModelProto, terms: List[_PositionTerm]) -> None:
+    """Cast each term's relative-position index to int32 before it is expanded, which changes no value.
 
-    - The relative-position index is expanded to [batch x heads, len, len] for GatherElements (ONNX has no
-      broadcasting gather): it is cast to int32 before the Expand, which halves what is written and read.
-    - p2c: the graph gathers [key, query] scores and transposes them, a strided copy of [batch x heads,
-      len, len]. Here the position scores are computed as rows @ K^T ([heads, positions, key], transposing
-      K instead: [batch x heads, len, head size]) and gathered along the positions axis with the transposed
-      (small, [1, len, len]) index, which gives [query, key] directly.
+    GatherElements has no broadcasting, so the graph expands the [1, len, len] index to [batch x heads, len,
+    len] in every layer; in int32 that is half the bytes written and read (indices are below 2 x 256).
+
+    Tried and dropped: gathering p2c along the positions axis of rows @ K^T to skip its transpose. With real
+    (diagonal) index patterns that gather reads across rows and cost as much as the transpose it saved.
     """
     new_nodes: Dict[str, List[onnx.NodeProto]] = {}
-    renamed: Dict[str, str] = {}
     for index, term in enumerate(terms):
         prefix = f"/fused_attention/position_term.{index}"
-        small_index = term.expand.input[0]
-        casts = new_nodes.setdefault(term.expand.output[0], [])
-        if term.transpose is None:
-            casts.append(
-                helper.make_node(
-                    "Cast", [small_index], [f"{prefix}/index_int32"], name=f"{prefix}/IndexInt32", to=TensorProto.INT32
-                )
+        new_nodes[term.expand.output[0]] = [
+            helper.make_node(
+                "Cast", [term.expand.input[0]], [f"{prefix}/index_int32"], name=f"{prefix}/IndexInt32", to=TensorProto.INT32
             )
-            _set_input(model, term.expand.output[0], 0, f"{prefix}/index_int32")
-            continue
-        # p2c: rows^T @ K^T instead of K @ rows, then gather along axis 1 with index^T. Built right before the
-        # old Expand, which comes after the MatMul, so every input exists.
-        casts.extend([
-            # The rows as `_divide_position_rows_instead_of_terms` left them: already divided.
-            helper.make_node("Transpose", [f"{prefix}/scaled_rows"], [f"{prefix}/rows"], name=f"{prefix}/Rows", perm=[0, 2, 1]),
-            helper.make_node("Transpose", [term.matmul.input[0]], [f"{prefix}/keys_transposed"], name=f"{prefix}/KeysTransposed", perm=[0, 1, 3, 2]),
-            helper.make_node("MatMul", [f"{prefix}/rows", f"{prefix}/keys_transposed"], [f"{prefix}/scores_by_position"], name=f"{prefix}/ScoresByPosition"),
-            helper.make_node("Shape", [f"{prefix}/scores_by_position"], [f"{prefix}/positions_and_keys"], name=f"{prefix}/PositionsAndKeys", start=2),
-            helper.make_node("Concat", [f"{prefix}/minus_one", f"{prefix}/positions_and_keys"], [f"{prefix}/flat_heads_shape"], name=f"{prefix}/FlatHeadsShape", axis=0),
-            helper.make_node("Reshape", [f"{prefix}/scores_by_position", f"{prefix}/flat_heads_shape"], [f"{prefix}/flat_scores"], name=f"{prefix}/FlatScores"),
-            helper.make_node("Transpose", [small_index], [f"{prefix}/index_transposed"], name=f"{prefix}/IndexTransposed", perm=[0, 2, 1]),
-            helper.make_node("Cast", [f"{prefix}/index_transposed"], [f"{prefix}/index_int32"], name=f"{prefix}/IndexInt32", to=TensorProto.INT32),
-            helper.make_node("Expand", [f"{prefix}/index_int32", term.expand.input[1]], [f"{prefix}/index_expanded"], name=f"{prefix}/IndexExpanded"),
-            helper.make_node("GatherElements", [f"{prefix}/flat_scores", f"{prefix}/index_expanded"], [f"{prefix}/term"], name=f"{prefix}/GatherTerm", axis=1),
-        ])  # fmt: skip
-        model.graph.initializer.append(numpy_helper.from_array(np.array([-1], dtype=np.int64), f"{prefix}/minus_one"))
-        renamed[term.transpose.output[0]] = f"{prefix}/term"
+        ]
+        _set_input(model, term.expand.output[0], 0, f"{prefix}/index_int32")
     _insert_before(model, new_nodes)
-    _rename_inputs(model, renamed)
 
 
 def fuse_deberta_attention(model: onnx.ModelProto) -> int:
     """Rewrite every DeBERTa self-attention of an exported encoder into `com.microsoft.MultiHeadAttention`.
 
     The disentangled terms are made cheaper first (`_divide_position_rows_instead_of_terms`,
-    `_gather_positions_cheaper`, and `x + 0` removed). Each attention's core (Q K^T scaled, + disentangled
+    `_gather_indices_in_int32`, and `x + 0` removed). Each attention's core (Q K^T scaled, + disentangled
     bias, + padding mask, Softmax, x V, head merge) becomes one MultiHeadAttention node reading the query/key/value projections, with
-    `attention_bias = Where(~mask, float32 min, c2p + p2c)` reshaped to [batch, heads, len, len].
+    `attention_bias = c2p + p2c` reshaped to [batch, heads, len, len] plus the mask term (0 or float32's
+    minimum, [batch, 1, len, len]).
     The nodes only the old core used are removed.
 
     Args:
@@ -524,17 +507,32 @@ def fuse_deberta_attention(model: onnx.ModelProto) -> int:
                 f"Unexpected disentangled-term shapes (index {index_shape}, scores {x_shape} x {rows_shape} on 5 tokens)."
             )
     _divide_position_rows_instead_of_terms(model, terms, values)
-    _gather_positions_cheaper(model, terms)
+    _gather_indices_in_int32(model, terms)
     graph = model.graph
     # Readers of each attention's output move to the fused node's output; the fused nodes go right
     # after the node producing the context (all their inputs exist by then: the projections and the
     # bias come before the Softmax the context depends on).
     new_nodes_after: Dict[str, List[onnx.NodeProto]] = {}
     renamed: Dict[str, str] = {}
+    mask_terms: Dict[str, str] = {}  # mask condition -> its additive term
+    graph.initializer.append(numpy_helper.from_array(np.array(0.0, dtype=np.float32), "/fused_attention/zero"))
     for index, (match, (heads, head_size, divisor)) in enumerate(zip(matches, shapes)):
         prefix = f"/fused_attention/layer.{index}"
         fused_output = f"{prefix}/context"
-        bias_nodes = [
+        bias_nodes = []
+        if match.mask_condition not in mask_terms:
+            # The mask as an additive term, [batch, 1, q, k], made once per mask tensor (not per head):
+            # 0 where a score counts, float32's minimum where the plain graph fills it. x + min rounds to min
+            # for any score of normal size, x + 0 is x, so the sum equals the plain graph's Where; an Add
+            # broadcast over the heads measured twice as fast as that Where at [8, 12, 554, 554].
+            mask_terms[match.mask_condition] = f"{prefix}/mask_term"
+            bias_nodes.append(
+                helper.make_node(
+                    "Where", [match.mask_condition, match.mask_fill, "/fused_attention/zero"], [f"{prefix}/mask_term"],
+                    name=f"{prefix}/MaskTerm",
+                )
+            )
+        bias_nodes += [
             # [batch x heads, q, k] -> [batch, heads, q, k]; the trailing dims come from the bias itself.
             helper.make_node(
                 "Shape", [match.position_bias], [f"{prefix}/bias_lengths"], name=f"{prefix}/BiasLengths", start=1
@@ -548,7 +546,7 @@ def fuse_deberta_attention(model: onnx.ModelProto) -> int:
                 name=f"{prefix}/BiasByHead",
             ),
             helper.make_node(
-                "Where", [match.mask_condition, match.mask_fill, f"{prefix}/bias_by_head"], [f"{prefix}/attention_bias"],
+                "Add", [f"{prefix}/bias_by_head", mask_terms[match.mask_condition]], [f"{prefix}/attention_bias"],
                 name=f"{prefix}/MaskedBias",
             ),
             helper.make_node(
