@@ -12,15 +12,17 @@ share the FP32 head files. An interrupted run leaves the folder loadable, withou
 | `int8` | ONNX Runtime's MatMulNBits quantizer (`method="per_row"`), our per-row graph pass to ORT's u8 x s8 MatMulIntegerToFloat (`method="per_row_integer"`), or Optimum `ORTQuantizer` dynamic (`method="dynamic"`) | encoder Linear weights INT8 (per block of 32 inputs / per output column / per channel), activations per row and block / per row / per call, embedding table per `embeddings` |
 | `fp16` | onnxconverter-common, `keep_io_types=True` | encoder Linear weights and embedding table FP16, the rest FP32 |
 | `o1` `o2` `o3` | Optimum `ORTOptimizer` | encoder graph fused at that level (deberta-v2 and BERT use ORT's "bert" fusions) |
+| `fused` | our graph pass (`fused_attention`) | DeBERTa's attention core in ORT's `com.microsoft.MultiHeadAttention`, the disentangled terms as its `attention_bias`; DeBERTa encoders only |
 
 Modules: `registry` (the transaction: staging, installing, registering; `import_variant`), `graphs`
-(graph queries shared by the variants and the agreement report), `int8`, `fp16`, `optimize`,
+(graph queries shared by the variants and the agreement report), `int8`, `fp16`, `optimize`, `fused_attention`,
 `all_in_one` (`add_variants`, `export_all_variants`) and `cli` (`python -m optimum_gliner2.variants`).
 None imports torch; the exporters are imported only by `export_all_variants`.
 """
 
 from optimum_gliner2.variants.all_in_one import add_variants, export_all_variants
 from optimum_gliner2.variants.fp16 import convert_gliner2_to_fp16, fp16_node_names
+from optimum_gliner2.variants.fused_attention import NoDebertaAttentionError, fuse_attention_gliner2
 from optimum_gliner2.variants.graphs import (
     embedding_rows,
     load_without_identities,
@@ -45,6 +47,7 @@ __all__ = [
     "DEFAULT_METHOD",
     "INT8_METHODS",
     "EMBEDDING_STORAGES",
+    "NoDebertaAttentionError",
     "OPTIMIZATION_LEVELS",
     "optimum_cli_quantized_files",
     "QUANTIZATION_TARGETS",
@@ -53,6 +56,7 @@ __all__ = [
     "embedding_rows",
     "export_all_variants",
     "fp16_node_names",
+    "fuse_attention_gliner2",
     "import_variant",
     "load_without_identities",
     "optimize_gliner2",

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from optimum_gliner2.variants.fp16 import convert_gliner2_to_fp16
+from optimum_gliner2.variants.fused_attention import fuse_attention_gliner2
 from optimum_gliner2.variants.int8 import DEFAULT_EMBEDDINGS, DEFAULT_METHOD, quantize_gliner2
 from optimum_gliner2.variants.optimize import optimize_gliner2
 
@@ -17,17 +18,20 @@ def add_variants(
     int8: bool = True,
     fp16: bool = True,
     optimize: Optional[str] = None,
+    fused_attention: bool = False,
     embeddings: str = DEFAULT_EMBEDDINGS,
     int8_method: str = DEFAULT_METHOD,
     int8_reduce_range: bool = False,
 ) -> Path:
-    """Add the INT8, FP16 and/or optimized variants to an exported folder, in place.
+    """Add the INT8, FP16, optimized and/or fused-attention variants to an exported folder, in place.
 
     Args:
         folder: A folder written by `optimum-cli export onnx`.
         int8: Add the `"int8"` variant (`quantize_gliner2`).
         fp16: Add the `"fp16"` variant (`convert_gliner2_to_fp16`).
         optimize: Also add an optimized variant at this level (`"O1"`, `"O2"`, `"O3"`; `optimize_gliner2`).
+        fused_attention: Also add the `"fused"` variant (`fuse_attention_gliner2`; DeBERTa encoders only, it
+            raises `NoDebertaAttentionError` on others, after the variants before it were added).
         embeddings: Embedding-table storage of the INT8 variant.
         int8_method: How the INT8 variant quantizes the Linear layers (`quantize_gliner2`'s `method`).
         int8_reduce_range: 7-bit weights for `int8_method="per_row_integer"` (`quantize_gliner2`'s `reduce_range`).
@@ -42,6 +46,8 @@ def add_variants(
         convert_gliner2_to_fp16(folder)
     if optimize:
         optimize_gliner2(folder, optimize)
+    if fused_attention:
+        fuse_attention_gliner2(folder)
     return folder
 
 

@@ -1,4 +1,4 @@
-"""The command line: `python -m optimum_gliner2.variants OUT [--model CKPT] --int8 --fp16 --optimize O2`."""
+"""The command line: `python -m optimum_gliner2.variants OUT [--model CKPT] --int8 --fp16 --optimize O2 --fused-attention`."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ from typing import Optional, Sequence
 
 from optimum_gliner2.bundle.format import GLiNER2OnnxBundle
 from optimum_gliner2.variants.all_in_one import add_variants, export_all_variants
+from optimum_gliner2.variants.fused_attention import NoDebertaAttentionError
 from optimum_gliner2.variants.int8 import DEFAULT_EMBEDDINGS, DEFAULT_METHOD, EMBEDDING_STORAGES, INT8_METHODS
 from optimum_gliner2.variants.optimize import OPTIMIZATION_LEVELS
 from optimum_gliner2.variants.registry import optimum_cli_quantized_files, import_variant
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    """`python -m optimum_gliner2.variants OUT [--model CKPT] --int8 --fp16 --optimize O2`.
+    """`python -m optimum_gliner2.variants OUT [--model CKPT] --int8 --fp16 --optimize O2 --fused-attention`.
 
     Args:
         argv: The arguments, without the program name; defaults to `sys.argv[1:]`.
@@ -29,6 +30,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--int8", action="store_true", help="Add the 'int8' variant.")
     parser.add_argument("--fp16", action="store_true", help="Add the 'fp16' variant.")
     parser.add_argument("--optimize", choices=OPTIMIZATION_LEVELS, help="Add an optimized variant ('o1', 'o2', 'o3').")
+    parser.add_argument("--fused-attention", action="store_true",
+                        help="Add the 'fused' variant: DeBERTa attention in ONNX Runtime's fused MultiHeadAttention "
+                             "(DeBERTa-v2/v3 encoders only; BERT-family encoders get ORT's fusion from --optimize O2).")  # fmt: skip
     parser.add_argument("--int8-method", choices=INT8_METHODS, default=DEFAULT_METHOD,
                         help=f"How --int8 quantizes the Linear layers (default {DEFAULT_METHOD}: batch-independent).")
     parser.add_argument("--int8-reduce-range", action="store_true",
@@ -42,21 +46,25 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--variant-name", default="int8_optimum_cli",
                         help="Name of the variant --import-optimum-cli registers (default int8_optimum_cli).")
     args = parser.parse_args(argv)
-    if not (args.int8 or args.fp16 or args.optimize or args.model or args.import_optimum_cli):
-        parser.error("nothing to do: pass --int8, --fp16, --optimize, --import-optimum-cli and/or --model.")
+    if not (args.int8 or args.fp16 or args.optimize or args.fused_attention or args.model or args.import_optimum_cli):
+        parser.error("nothing to do: pass --int8, --fp16, --optimize, --fused-attention, --import-optimum-cli and/or --model.")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     variants = dict(
         int8=args.int8,
         fp16=args.fp16,
         optimize=args.optimize,
+        fused_attention=args.fused_attention,
         embeddings=args.embeddings,
         int8_method=args.int8_method,
         int8_reduce_range=args.int8_reduce_range,
     )
-    if args.model:
-        export_all_variants(args.model, args.folder, **variants)
-    else:
-        add_variants(args.folder, **variants)
+    try:
+        if args.model:
+            export_all_variants(args.model, args.folder, **variants)
+        else:
+            add_variants(args.folder, **variants)
+    except NoDebertaAttentionError as error:
+        parser.exit(1, f"Error: {error}\n")
     if args.import_optimum_cli:
         files = optimum_cli_quantized_files(args.folder, args.import_optimum_cli)
         found = {graph: path for graph, path in files.items() if path.is_file()}
