@@ -32,8 +32,8 @@ RELATIONS = ["works_for", "located_in"]
 PRODUCT = {"product": ["name::str", "price::str", "maker::str"]}
 
 # Sentences of the fixture's held-out templates, with names the training data never saw. The fixture has
-# learned entities, relations and the product record; its sentiment head is still at chance (see
-# tests/support/trained_fixture.py), so the classification line shows parity with PyTorch, not quality.
+# learned entities, relations and the product record; sentiment it has barely learned (57.5%, every answer at
+# 0.5-0.6; see tests/support/trained_fixture.py), so the classification line shows parity with PyTorch, not quality.
 TASK_CALLS: Dict[str, Callable[[Any, str], Any]] = {
     "entities": lambda model, text: model.extract_entities(text, ENTITY_LABELS, include_confidence=True),
     "relations": lambda model, text: model.extract_relations(text, RELATIONS, include_confidence=True),
@@ -49,7 +49,7 @@ DEMO_SENTENCES: List[Tuple[str, str, str]] = [
     (
         "classification",
         "Honestly, Crescent Bank was dreadful and I will never go back.",
-        " (parity only: the fixture has not learned sentiment)",
+        " (parity only: the fixture has barely learned sentiment)",
     ),
 ]
 
@@ -159,7 +159,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     else:
         from tests.support.trained_fixture import trained_checkpoint
 
-        print("The trained GLiNER2 fixture (built once, then cached; a few minutes the first time):")
+        print("The trained GLiNER2 fixture (built once, then cached; about 15 minutes the first time on 2 CPUs):")
         checkpoint = str(trained_checkpoint())
         print(f"checkpoint: {checkpoint}")
     work = Path(tempfile.mkdtemp(prefix="gliner2-demo-"))
