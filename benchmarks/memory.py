@@ -4,8 +4,9 @@ Two measurements, each in a fresh child process so that no measurement's memory 
 inflates another's:
 
 - Loading and one batch: gliner2's PyTorch `GLiNER2` against the torch-free ORT FP32 runtime
-  (`GLiNER2ONNXRuntime`, its default session options) and, for comparison, the same runtime with ONNX
-  Runtime's memory patterns back on (the default before they were turned off). Loaded, then
+  (`GLiNER2ONNXRuntime`, its default session options), the same runtime with ONNX Runtime's memory
+  patterns back on (the default before they were turned off) and, when the export has one, the INT8
+  variant. Loaded, then
   `batch_extract_entities` on 8 texts of ~512 tokens each (5 labels, batch_size 8), then
   `extract_entities_long` on a 3,000-word document. Reported: RSS after import and after loading, and the
   peak RSS after loading, after the batch and after the long document. On the full-size replica
@@ -153,7 +154,9 @@ def child(spec: Dict[str, Any]) -> Dict[str, Any]:
             # ONNX Runtime's own defaults (patterns on), spinning off as the runtime does by default.
             session_options = ort.SessionOptions()
             session_options.log_severity_level = 3
-        model = GLiNER2ONNXRuntime.from_pretrained(spec["model_dir"], session_options=session_options)
+        model = GLiNER2ONNXRuntime.from_pretrained(
+            spec["model_dir"], precision=spec.get("precision", "fp32"), session_options=session_options
+        )
     figures["rss_after_load_mb"] = rss_mb()
     figures["peak_after_load_mb"] = _peak_mb()
 
@@ -199,6 +202,10 @@ def measure(model: str, long_words: Sequence[int], skip_batch: bool) -> Dict[str
             {"label": "ORT FP32 (runtime defaults)", "kind": "ort", "model_dir": str(prepared.onnx_dir)},
             {"label": "ORT FP32, memory patterns on", "kind": "ort", "model_dir": str(prepared.onnx_dir), "mem_pattern": True},
         ]
+        if "int8" in prepared.variants():
+            specs.append({"label": "ORT INT8 (runtime defaults)", "kind": "ort", "model_dir": str(prepared.onnx_dir), "precision": "int8"})
+        else:
+            result["notes"] = ["no INT8 variant in the export (make one with `python -m optimum_gliner2.variants DIR --int8`)"]
         result["batch"] = {}
         for spec in specs:
             log(f"loading + batch: {spec['label']}")
@@ -238,6 +245,7 @@ def markdown(result: Dict[str, Any]) -> str:
                 f"{row['peak_after_batch_mb']:,.0f} | {row['peak_after_long_mb']:,.0f} |"
             )
         lines += ["", "Each column's peak includes everything before it (the peak after the batch includes loading).", ""]
+        lines += [f"Note: {note}" for note in result.get("notes", [])]
     if "long" in result:
         lines += [
             "## `extract_entities_long` by document length (tiny deberta_lstm fixture, ORT runtime defaults)",
