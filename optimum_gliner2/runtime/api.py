@@ -208,9 +208,9 @@ class GLiNER2Methods:
 
         Each document is split into windows of `chunk_size` words overlapping by
         `chunk_overlap`; the windows of all documents are extracted in order, a few batches at a
-        time, and each window's result is merged into its document's as soon as it is extracted
-        (offsets remapped, duplicates collapsed), so memory does not grow with the documents'
-        length beyond their predictions.
+        time, each window's predictions are kept at document offsets as soon as it is extracted,
+        and each document's predictions are merged at the end (duplicates collapsed). Memory does
+        not grow with the documents' length beyond their texts and predictions.
 
         Args:
             texts: Input documents.
@@ -249,10 +249,12 @@ class GLiNER2Methods:
             for chunk in split_into_chunks(text, chunk_size, chunk_overlap, self.word_splitter)
         )
         # The windows of all documents, in order, a few encoder batches at a time: each step's windows
-        # are tokenized, extracted and merged into their document before the next step is cut, so
-        # memory holds one step's windows and the merged predictions, whatever the documents' length.
-        # Steps are whole multiples of batch_size from the first window on, so every window still
-        # shares its gliner2 batch (batch_size windows in input order) with the same windows.
+        # are tokenized and extracted, and their predictions handed (at document offsets) to their
+        # document's merger before the next step is tokenized. Memory then holds one step's tokens and
+        # encoder state, the predictions, and the current document's window texts (about its size
+        # again), whatever the documents' length. Steps are whole multiples of batch_size from the first
+        # window on, so every window still shares its gliner2 batch (batch_size windows in input
+        # order) with the same windows: relation scores of GLiNER2.5 models depend on that batch.
         for step in _batches(windows, batch_size * LONG_TEXT_BATCHES_PER_STEP):
             step_results = self._extract_planned(
                 [chunk.text for _, chunk in step],

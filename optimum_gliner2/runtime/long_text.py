@@ -93,12 +93,14 @@ def split_into_chunks(
 
 
 class DocumentMerger:
-    """Merges one document's window results as they arrive, into the result `merge_chunk_results`
-    gives for all of them at once.
+    """Collects one document's window results as they arrive, and merges them into the result
+    `merge_chunk_results` gives for all of them at once.
 
     Each window's result is moved to document offsets when it is added, so the caller can drop it
-    (and its window) right away: a long document is then held as its merged-to-be predictions
-    only, never as every window's tokens and raw results at once.
+    (and its window's tokens) right away: a long document is then held as its predictions only,
+    never as every window's tokens and raw results at once. The overlap resolution runs in
+    `merged`, on all of them: it picks a document-wide optimum, which no window-by-window merge
+    would give exactly.
 
     Args:
         original_text (`str`):
