@@ -69,8 +69,9 @@ def test_long_text_memory_does_not_grow_with_the_document(exported_dirs):
 def test_huge_text_through_long_methods_stays_within_memory(exported_dirs):
     """extract_entities_long on 100k words peaks at most 1.5 GB above the loaded model (issue 17).
 
-    Measured on the tiny fixture before the bounded-memory changes: 2.6 GB at 6k words and 5.5 GB at
-    100k words. Slow (~2 min): `make test-all`.
+    Measured on this fixture: before the bounded-memory changes 2.6 GB at 10k words and 5.5 GB at
+    100k; after them 1.3 GB at both, ~1.2 GB above the loaded model (benchmarks/memory.py). Slow
+    (3-9 min on 2 cores, depending on the neighbours): `make test-all`.
     """
     measured = long_text_peak(exported_dirs["deberta_lstm"], 100_000, batch_size=8)
     assert measured["entities"] > 0
