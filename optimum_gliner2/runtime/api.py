@@ -8,8 +8,9 @@ provide `engine`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Dict, List, Optional, Tuple, Union
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import islice
+from typing import Any, Dict, List, Optional, Tuple, TypeVar, Union
 
 from tokenizers import Tokenizer
 
@@ -25,7 +26,7 @@ from optimum_gliner2.runtime.checks import (
 )
 from optimum_gliner2.runtime.engine import DEFAULT_MAX_SEQUENCE_TOKENS, ExtractionEngine
 from optimum_gliner2.runtime.formatting import format_results as format_payload
-from optimum_gliner2.runtime.long_text import merge_chunk_results, split_into_chunks
+from optimum_gliner2.runtime.long_text import DocumentMerger, split_into_chunks
 from optimum_gliner2.runtime.plan import DecodeOptions, SchemaPlan, plan_schemas
 from optimum_gliner2.runtime.schema import Schema
 from optimum_gliner2.runtime.words import WordSplitter, WordSplitterSpec, resolve_word_splitter
@@ -41,6 +42,12 @@ ClassificationTasks = Mapping[str, Any]
 Structures = Mapping[str, Sequence[Union[str, Mapping[str, Any]]]]
 #: One text's result: gliner2's public payload, or its raw results with `format_results=False`.
 Result = Dict[str, Any]
+T = TypeVar("T")
+
+#: Encoder batches of windows the *_long methods tokenize and extract per step. Within a step
+#: windows are sorted by length (less padding); more batches per step sort better but hold more
+#: windows' tokens at once (a few MB per batch: the encoder's working memory is per batch anyway).
+LONG_TEXT_BATCHES_PER_STEP = 4
 
 
 class GLiNER2Methods:
@@ -200,8 +207,10 @@ class GLiNER2Methods:
         """Extract from long documents by scanning overlapping word chunks.
 
         Each document is split into windows of `chunk_size` words overlapping by
-        `chunk_overlap`; all windows of all documents are extracted as one batch, and each
-        document's window results are merged (offsets remapped, duplicates collapsed).
+        `chunk_overlap`; the windows of all documents are extracted in order, a few batches at a
+        time, each window's predictions are kept at document offsets as soon as it is extracted,
+        and each document's predictions are merged at the end (duplicates collapsed). Memory does
+        not grow with the documents' length beyond their texts and predictions.
 
         Args:
             texts: Input documents.
@@ -228,30 +237,35 @@ class GLiNER2Methods:
         # Chunks keep confidences and offsets: merging needs both; the payload drops them after.
         options = DecodeOptions.create(threshold, True, True, overlap_policy)
         plans = plan_schemas(_schema_per_text(texts, schemas), options)
-        documents = [split_into_chunks(text, chunk_size, chunk_overlap, self.word_splitter) for text in texts]
-        chunk_results = self._extract_planned(
-            [chunk.text for chunks in documents for chunk in chunks],
-            [plan for plan, chunks in zip(plans, documents) for _ in chunks],
-            batch_size,
-            chunk_size,
-            format_results=True,
+        # Like gliner2, chunks merge with the architecture's default when the call gives none.
+        merge_policy = options.overlap_policy or self.engine.heads.default_overlap_policy
+        mergers = [
+            DocumentMerger(text, include_confidence, include_spans, plan.scalar_entity_labels, merge_policy)
+            for text, plan in zip(texts, plans)
+        ]
+        windows = (
+            (document, chunk)
+            for document, text in enumerate(texts)
+            for chunk in split_into_chunks(text, chunk_size, chunk_overlap, self.word_splitter)
         )
-        merged, offset = [], 0
-        for text, plan, chunks in zip(texts, plans, documents):
-            merged.append(
-                merge_chunk_results(
-                    text,
-                    chunks,
-                    chunk_results[offset : offset + len(chunks)],
-                    include_confidence=include_confidence,
-                    include_spans=include_spans,
-                    scalar_entity_labels=plan.scalar_entity_labels,
-                    # Like gliner2, chunks merge with the architecture's default when the call gives none.
-                    overlap_policy=options.overlap_policy or self.engine.heads.default_overlap_policy,
-                )
+        # The windows of all documents, in order, a few encoder batches at a time: each step's windows
+        # are tokenized and extracted, and their predictions handed (at document offsets) to their
+        # document's merger before the next step is tokenized. Memory then holds one step's tokens and
+        # encoder state, the predictions, and the current document's window texts (about its size
+        # again), whatever the documents' length. Steps are whole multiples of batch_size from the first
+        # window on, so every window still shares its gliner2 batch (batch_size windows in input
+        # order) with the same windows: relation scores of GLiNER2.5 models depend on that batch.
+        for step in _batches(windows, batch_size * LONG_TEXT_BATCHES_PER_STEP):
+            step_results = self._extract_planned(
+                [chunk.text for _, chunk in step],
+                [plans[document] for document, _ in step],
+                batch_size,
+                chunk_size,
+                format_results=True,
             )
-            offset += len(chunks)
-        return merged
+            for (document, chunk), result in zip(step, step_results):
+                mergers[document].add(chunk, result)
+        return [merger.merged() for merger in mergers]
 
     def extract(
         self,
@@ -679,6 +693,16 @@ class GLiNER2Pipeline(GLiNER2Methods):
 # =============================================================================================
 # Schemas of the one-task methods
 # =============================================================================================
+
+
+def _batches(items: Iterable[T], size: int) -> Iterator[List[T]]:
+    """`items` in consecutive lists of `size` (the last one shorter), drawn lazily."""
+    iterator = iter(items)
+    while True:
+        batch = list(islice(iterator, size))
+        if not batch:
+            return
+        yield batch
 
 
 def _schema_per_text(texts: Sequence[str], schemas: Schemas) -> List[SchemaLike]:

@@ -92,6 +92,65 @@ def split_into_chunks(
     return chunks
 
 
+class DocumentMerger:
+    """Collects one document's window results as they arrive, and merges them into the result
+    `merge_chunk_results` gives for all of them at once.
+
+    Each window's result is moved to document offsets when it is added, so the caller can drop it
+    (and its window's tokens) right away: a long document is then held as its predictions only,
+    never as every window's tokens and raw results at once. The overlap resolution runs in
+    `merged`, on all of them: it picks a document-wide optimum, which no window-by-window merge
+    would give exactly.
+
+    Args:
+        original_text (`str`):
+            The whole document.
+        include_confidence, include_spans, scalar_entity_labels, overlap_policy:
+            As in `merge_chunk_results`.
+
+    Raises:
+        ValueError: `overlap_policy` is unknown.
+        TypeError: `overlap_policy` is not a string.
+    """
+
+    def __init__(
+        self,
+        original_text: str,
+        include_confidence: bool = False,
+        include_spans: bool = False,
+        scalar_entity_labels: Optional[Iterable[str]] = None,
+        overlap_policy: Optional[str] = None,
+    ):
+        self.original_text = original_text
+        self.include_confidence = include_confidence
+        self.include_spans = include_spans
+        self.scalar_labels = set(scalar_entity_labels or ())
+        self.policy = normalize_overlap_policy(overlap_policy, default="disallow")
+        # {key: [its value in each window that has it]}, keys in order of first appearance.
+        self._window_values: Dict[Any, List[Any]] = {}
+
+    def add(self, chunk: TextChunk, chunk_result: Mapping[str, Any]) -> None:
+        """Adds the next window's result (windows must come in document order), extracted with
+        confidences and spans."""
+        shifted = _to_document_offsets(chunk_result, self.original_text, chunk.start_char)
+        for key in shifted:
+            self._window_values.setdefault(key, []).append(shifted[key])
+
+    def merged(self) -> Dict[str, Any]:
+        """The document's result from the windows added so far, shaped like one window's result."""
+        merged: Dict[str, Any] = {}
+        for key, values in self._window_values.items():
+            if key == "entities":
+                merged[key] = _merge_label_maps(values, self.policy, self.scalar_labels)
+            elif key == "relation_extraction":
+                # Relations are merged without the caller's policy: gliner2 passes none, so any span
+                # dicts among them fall back to "allow". Deliberate, to give the same answers.
+                merged[key] = _merge_label_maps(values, None, set())
+            else:
+                merged[key] = _merge_values(values, self.policy)
+        return _drop_unrequested(merged, self.include_confidence, self.include_spans)
+
+
 def merge_chunk_results(
     original_text: str,
     chunks: Sequence[TextChunk],
@@ -131,23 +190,12 @@ def merge_chunk_results(
         raise ValueError(
             f"got {len(chunk_results)} chunk results for {len(chunks)} chunks; they must pair up"
         )
-    policy = normalize_overlap_policy(overlap_policy, default="disallow")
-    scalar_labels = set(scalar_entity_labels or ())
-    shifted = [
-        _to_document_offsets(result, original_text, chunk.start_char)
-        for chunk, result in zip(chunks, chunk_results)
-    ]
-    merged: Dict[str, Any] = {}
-    for key, values in _values_by_key(shifted).items():
-        if key == "entities":
-            merged[key] = _merge_label_maps(values, policy, scalar_labels)
-        elif key == "relation_extraction":
-            # Relations are merged without the caller's policy: gliner2 passes none, so any span
-            # dicts among them fall back to "allow". Deliberate, to give the same answers.
-            merged[key] = _merge_label_maps(values, None, set())
-        else:
-            merged[key] = _merge_values(values, policy)
-    return _drop_unrequested(merged, include_confidence, include_spans)
+    merger = DocumentMerger(
+        original_text, include_confidence, include_spans, scalar_entity_labels, overlap_policy
+    )
+    for chunk, result in zip(chunks, chunk_results):
+        merger.add(chunk, result)
+    return merger.merged()
 
 
 def _is_span(value: Any) -> bool:
@@ -335,4 +383,4 @@ def _drop_unrequested(value: Any, include_confidence: bool, include_spans: bool)
     }
 
 
-__all__ = ["TextChunk", "merge_chunk_results", "split_into_chunks"]
+__all__ = ["DocumentMerger", "TextChunk", "merge_chunk_results", "split_into_chunks"]

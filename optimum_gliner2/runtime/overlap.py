@@ -120,6 +120,28 @@ def _keep_longest(ranked: List[_Candidate]) -> List[_Candidate]:
     return [c for c in ranked if not any(_strictly_inside(c, other) for other in ranked)]
 
 
+class _Chosen(NamedTuple):
+    """A subset of `by_end` indices as a persistent linked list: its last index, the subset before
+    it, and its size. Extending a subset shares the rest instead of copying it, so the dynamic
+    program below holds O(n) nodes rather than O(n^2) indices (a 100k-word document merges tens of
+    thousands of spans: copied tuples took gigabytes and quadratic time)."""
+
+    last: int
+    rest: Optional["_Chosen"]
+    size: int
+
+
+def _chosen_indices(chosen: Optional[_Chosen]) -> List[int]:
+    """The subset's indices in ascending order, the order they were chosen in: sorting by rank
+    must see them in that order, since with NaN scores the outcome of a sort depends on it."""
+    indices: List[int] = []
+    while chosen is not None:
+        indices.append(chosen.last)
+        chosen = chosen.rest
+    indices.reverse()
+    return indices
+
+
 def _best_disjoint_set(ranked: List[_Candidate]) -> List[_Candidate]:
     """Weighted interval scheduling: the non-overlapping subset with the highest total score.
 
@@ -130,30 +152,33 @@ def _best_disjoint_set(ranked: List[_Candidate]) -> List[_Candidate]:
     by_end = sorted(ranked, key=lambda c: (c.end, c.start, -c.score, c.position))
     ends = [c.end for c in by_end]
 
-    def rank_signature(chosen: Tuple[int, ...]) -> tuple:
-        return tuple(sorted(by_end[i].rank() for i in chosen))
+    def rank_signature(chosen: Optional[_Chosen]) -> tuple:
+        return tuple(sorted(by_end[i].rank() for i in _chosen_indices(chosen)))
+
+    def size(chosen: Optional[_Chosen]) -> int:
+        return 0 if chosen is None else chosen.size
 
     # totals[k] / subsets[k]: the best answer using only the first k spans of `by_end`. The totals
     # are accumulated in this exact order so that float sums round as gliner2's do.
     totals: List[float] = [0.0]
-    subsets: List[Tuple[int, ...]] = [()]
+    subsets: List[Optional[_Chosen]] = [None]
     for index, candidate in enumerate(by_end):
         # Spans before this one that end at or before its start can all precede it.
         compatible = bisect.bisect_right(ends, candidate.start, 0, index)
         taken_total = totals[compatible] + candidate.score
-        taken = subsets[compatible] + (index,)
+        taken = _Chosen(index, subsets[compatible], size(subsets[compatible]) + 1)
         skipped_total, skipped = totals[index], subsets[index]
         if taken_total > skipped_total:
             take = True
         elif taken_total < skipped_total:
             take = False
-        elif len(taken) != len(skipped):
-            take = len(taken) > len(skipped)
+        elif taken.size != size(skipped):
+            take = taken.size > size(skipped)
         else:
             take = rank_signature(taken) < rank_signature(skipped)
         totals.append(taken_total if take else skipped_total)
         subsets.append(taken if take else skipped)
-    return sorted((by_end[i] for i in subsets[-1]), key=_Candidate.rank)
+    return sorted((by_end[i] for i in _chosen_indices(subsets[-1])), key=_Candidate.rank)
 
 
 def resolve_overlaps(

@@ -209,7 +209,9 @@ class GLiNER2ONNXRuntime(GLiNER2Pipeline):
             providers: ONNX Runtime execution providers, e.g. `["CUDAExecutionProvider"]`; a single name
                 such as `"CPUExecutionProvider"` is one provider.
             session_options: An `onnxruntime.SessionOptions` for every session. Intra-op spinning is turned
-                off unless it sets `session.intra_op.allow_spinning` (the sessions share the cores).
+                off unless it sets `session.intra_op.allow_spinning` (the sessions share the cores). Without
+                it, the defaults also turn memory patterns off (`enable_mem_pattern=False`): shapes change
+                from batch to batch, and with patterns ONNX Runtime's arena grows with each new shape.
             provider_options: Options for each provider.
             word_splitter: gliner2's word splitter: `"whitespace"` (default), `"char"` (for languages
                 written without spaces, such as Chinese or Japanese), a splitter class or a callable
