@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.support.trained_fixture import trained_checkpoint
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -28,6 +30,8 @@ def _fp32_line_after(output: str, sentence: str) -> str:
 
 
 def test_demo_shows_the_trained_models_right_answers_and_pytorch_parity():
+    # Built here first, without the demo's timeout: a first build takes about 15 minutes on 2 CPUs.
+    trained_checkpoint()
     completed = _demo(env={})
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     output = completed.stdout
@@ -38,9 +42,6 @@ def test_demo_shows_the_trained_models_right_answers_and_pytorch_parity():
     relations = _fp32_line_after(output, "Daria Sato has been a manager at Brightwater Group")
     assert '"works_for": [{"head": "Daria Sato", "tail": "Brightwater Group"}]' in relations, relations
     assert '"located_in": [{"head": "Brightwater Group", "tail": "Accra"}]' in relations, relations
-    # "Driftwood Energy priced its Nova drone at $1299" was right on a fixture trained on an AMD EPYC but lost
-    # its name on one trained on an Intel Xeon (the trained weights follow the CPU); this sentence scores 1.0 on
-    # every field there.
     record = _fp32_line_after(output, "Crescent Labs priced its Echo camera")
     assert '"name": "Echo camera", "price": "$349", "maker": "Crescent Labs"' in record, record
     assert output.count("ONNX INT8 :") == output.count("ONNX FP32 :") == 5
