@@ -46,11 +46,17 @@ SHAPES: Tuple[Tuple[int, int], ...] = ((1, 24), (1, 105), (8, 105), (8, 554))
 VARIANT = "fused"
 
 
+def _shown_path(folder: Path) -> str:
+    """The folder as the results show it: relative to the repository, so they name no machine's paths."""
+    try:
+        return str(folder.resolve().relative_to(Path(__file__).resolve().parents[1]))
+    except ValueError:
+        return folder.name
+
+
 def prepare_full_size() -> Path:
     """The cached full-size export, with the fused variant (made in a child process)."""
-    from benchmarks.int8_encoder import prepare
-
-    prepared = prepare([])  # builds the checkpoint and exports it when not cached
+    prepared = models.cached_full_export()
     if VARIANT not in prepared.variants():
         log("making the fused variant")
         code = f"from optimum_gliner2.variants import fuse_attention_gliner2; fuse_attention_gliner2({str(prepared.onnx_dir)!r})"
@@ -128,7 +134,7 @@ def measure(folder: Path, repeats: int) -> Dict[str, Any]:
         log(f"{key}: plain {row['plain_ms']:.1f} ms, fused {row['fused_ms']:.1f} ms, fused/plain {row['fused_over_plain']:.3f}, "
             f"max |diff| {row['max_abs_diff']:.1e} (padded {row['max_abs_diff_padded']:.1e})")  # fmt: skip
     return {
-        "model": str(folder),
+        "model": _shown_path(folder),
         "machine": machine_description(),
         "load_average": {"before": load_before, "after": load_average()},
         "recipe": bundle.metadata.get("variant_recipes", {}).get(VARIANT, {}),

@@ -47,17 +47,7 @@ METHOD_VARIANTS = {
 
 def prepare(methods: Sequence[str]) -> Prepared:
     """The cached full-size checkpoint and export, with one INT8 variant per method (each made in a child)."""
-    cache_dir = models.cache_dir_for("full", "benchmark")
-    prepared = Prepared(cache_dir, cache_dir / "checkpoint", cache_dir / "onnx")
-    if not (prepared.checkpoint / "config.json").is_file():
-        log(f"building the full-size checkpoint in {prepared.checkpoint} (~1 min, ~4.3 GB)")
-        models._run_child(
-            [sys.executable, "-m", "benchmarks.run", "--child-build-checkpoint", str(prepared.checkpoint),
-             "--model-variant", "full", "--tokenizer", "benchmark"],
-            "building the checkpoint",
-        )  # fmt: skip
-    if not (prepared.onnx_dir / "gliner2_onnx.json").is_file():
-        models._export(prepared)
+    prepared = models.cached_full_export()
     for method in methods:
         variant = METHOD_VARIANTS[method]
         if variant not in prepared.variants():

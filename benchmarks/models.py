@@ -44,6 +44,26 @@ def _run_child(arguments: List[str], what: str, timeout: int = 3600) -> Tuple[fl
     return seconds, completed.stdout
 
 
+def cached_full_export() -> Prepared:
+    """The full-size replica (benchmark tokenizer) and its FP32 export, each built in a child when not cached.
+
+    Shared by the benchmarks that time or measure one graph at a time (int8_encoder, fused_attention, memory);
+    `prepare` also adds every precision variant.
+    """
+    cache_dir = cache_dir_for("full", "benchmark")
+    prepared = Prepared(cache_dir, cache_dir / "checkpoint", cache_dir / "onnx")
+    if not (prepared.checkpoint / "config.json").is_file():
+        log(f"building the full-size checkpoint in {prepared.checkpoint} (~1 min, ~4.3 GB)")
+        _run_child(
+            [sys.executable, "-m", "benchmarks.run", "--child-build-checkpoint", str(prepared.checkpoint),
+             "--model-variant", "full", "--tokenizer", "benchmark"],
+            "building the checkpoint",
+        )  # fmt: skip
+    if not (prepared.onnx_dir / "gliner2_onnx.json").is_file():
+        _export(prepared)
+    return prepared
+
+
 def prepare(model_variant: str, tokenizer: str, skip_export: bool) -> Prepared:
     """Build or reuse the checkpoint; export it (or reuse the export with `skip_export`); add the
     precision variants `optimum_gliner2.variants` offers."""
