@@ -33,6 +33,7 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt ".[bench]"
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.roofline
 
 clean:
 	rm -rf $(VENV) build *.egg-info

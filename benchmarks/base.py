@@ -74,6 +74,14 @@ class ImplSpec:
     category: str = ""
 
 
+def shown_path(folder: Path) -> str:
+    """`folder` as results show it: relative to the repository, so that tracked files name no machine's paths."""
+    try:
+        return str(folder.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return folder.name
+
+
 def ort_session_options():
     """Same threading for every ORT session: 2 intra-op threads (the machine's cores), 1 inter-op."""
     import onnxruntime as ort

@@ -37,21 +37,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 
 from benchmarks import models  # noqa: E402
-from benchmarks.base import BENCH_DIR, log, ort_session_options  # noqa: E402
-from benchmarks.report import load_average, machine_description, machine_line  # noqa: E402
+from benchmarks.base import BENCH_DIR, log, ort_session_options, shown_path  # noqa: E402
+from benchmarks.report import cpu_flags, load_average, machine_description, machine_line  # noqa: E402
 
 RESULTS = BENCH_DIR / "results"
 #: (texts, tokens per text) of the timed batches: a short single text, a medium one, and batches of each.
 SHAPES: Tuple[Tuple[int, int], ...] = ((1, 24), (1, 105), (8, 105), (8, 554))
 VARIANT = "fused"
-
-
-def _shown_path(folder: Path) -> str:
-    """The folder as the results show it: relative to the repository, so they name no machine's paths."""
-    try:
-        return str(folder.resolve().relative_to(Path(__file__).resolve().parents[1]))
-    except ValueError:
-        return folder.name
 
 
 def prepare_full_size() -> Path:
@@ -134,7 +126,7 @@ def measure(folder: Path, repeats: int) -> Dict[str, Any]:
         log(f"{key}: plain {row['plain_ms']:.1f} ms, fused {row['fused_ms']:.1f} ms, fused/plain {row['fused_over_plain']:.3f}, "
             f"max |diff| {row['max_abs_diff']:.1e} (padded {row['max_abs_diff_padded']:.1e})")  # fmt: skip
     return {
-        "model": _shown_path(folder),
+        "model": shown_path(folder),
         "machine": machine_description(),
         "load_average": {"before": load_before, "after": load_average()},
         "recipe": bundle.metadata.get("variant_recipes", {}).get(VARIANT, {}),
@@ -145,7 +137,7 @@ def measure(folder: Path, repeats: int) -> Dict[str, Any]:
 
 
 def markdown(result: Dict[str, Any], what: str, command: str) -> str:
-    flags = ", ".join(result["machine"]["cpu_features"]) or "no AVX2"
+    flags = cpu_flags(result["machine"])
     lines = [
         f"{what}, encoder graph alone, 2 threads, median of interleaved calls ({result['repeats']} at 8 x 554, up to 10x "
         f"as many for smaller batches: see the json). CPU flags: {flags}. "

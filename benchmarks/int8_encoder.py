@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks import models  # noqa: E402
 from benchmarks.base import BENCH_DIR, Prepared, log, ort_session_options  # noqa: E402
-from benchmarks.report import load_average, machine_description, machine_line  # noqa: E402
+from benchmarks.report import cpu_flags, load_average, machine_description, machine_line  # noqa: E402
 
 RESULTS = BENCH_DIR / "results"
 #: (texts, tokens per text) of the timed batches: a short single text, a medium one, and batches of each.
@@ -117,7 +117,7 @@ def measure(methods: Sequence[str], repeats: int, extra_variants: Sequence[str] 
 def markdown(result: Dict[str, Any]) -> str:
     precisions = list(next(iter(result["rows"].values())))
     methods = result["methods"]
-    flags = ", ".join(result["machine"]["cpu_features"]) or "no AVX2"
+    flags = cpu_flags(result["machine"])
     lines = [
         f"Full-size replica (mDeBERTa-v3-base encoder, random weights), encoder graph alone, 2 threads, median of "
         f"{result['repeats']} interleaved calls (8 x 554: half as many). CPU flags: {flags}. "

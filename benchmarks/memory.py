@@ -40,7 +40,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from benchmarks import models  # noqa: E402
 from benchmarks.base import BENCH_DIR, CACHE_ROOT, REPO_ROOT, THREADS, Prepared, log  # noqa: E402
-from benchmarks.report import load_average, machine_description, machine_line  # noqa: E402
+from benchmarks.report import cpu_flags, load_average, machine_description, machine_line  # noqa: E402
 
 RESULTS = BENCH_DIR / "results"
 ENTITY_LABELS = ["person", "organization", "location", "date", "product"]
@@ -214,7 +214,7 @@ def measure(model: str, long_words: Sequence[int], skip_batch: bool) -> Dict[str
 
 
 def markdown(result: Dict[str, Any]) -> str:
-    flags = ", ".join(result["machine"]["cpu_features"]) or "no AVX2"
+    flags = cpu_flags(result["machine"])
     lines = [
         f"Peak RSS (`ru_maxrss`) of a fresh process per row, {result['threads']} threads. CPU flags: {flags}. "
         f"{machine_line(result['machine'])}. Load average before/after: {result['load_average']['before']} / "

@@ -90,10 +90,15 @@ def _git_revision() -> str:
         return "unknown"
 
 
+def cpu_flags(machine: Dict[str, Any]) -> str:
+    """The recorded vector/matrix CPU flags, comma-separated ("no AVX2" when none of them)."""
+    return ", ".join(machine["cpu_features"]) or "no AVX2"
+
+
 def machine_line(machine: Dict[str, Any]) -> str:
     """One line: CPU model (family/model), usable CPUs, vector features, memory, OS."""
     family = f" ({machine['cpu_family_model']})" if machine.get("cpu_family_model") else ""
-    features = ", ".join(machine["cpu_features"]) or "no AVX2"
+    features = cpu_flags(machine)
     return (f"{machine['cpu_model']}{family}, {machine['usable_cpus']} usable CPUs ({features}), "
             f"{machine['memory_gb']} GB RAM, {machine['os']}")
 
