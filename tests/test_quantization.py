@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +132,23 @@ def test_default_int8_quantizes_linear_weights_per_block_with_per_row_activation
     assert attributes["accuracy_level"] == 4  # activations quantized per row and block: batch-independent
     assert op_types.count("GatherBlockQuantized") == 1 and "DynamicQuantizeLinear" not in op_types
     assert op_types.count("MatMul") >= 4  # attention (activation x activation) stays FP32
+
+
+def test_making_the_default_int8_leaves_the_callers_logging_as_it_was(variants_folder, tmp_path):
+    # ONNX Runtime's MatMulNBits quantizer module configures the root logger at INFO when imported: in a fresh
+    # interpreter, without our guard, quantizing prints one INFO line per node and turns on every library's INFO.
+    script = (
+        "import logging, sys\n"
+        "from optimum_gliner2 import variants\n"
+        "variants.quantize_gliner2(sys.argv[1])\n"
+        "root = logging.getLogger()\n"
+        "assert root.handlers == [] and root.level == logging.WARNING, (root.handlers, root.level)\n"
+    )
+    folder = tmp_path / "export"
+    shutil.copytree(variants_folder, folder)
+    completed = subprocess.run([sys.executable, "-c", script, str(folder)], capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "[INFO]" not in completed.stderr, completed.stderr[-3000:]
 
 
 def test_per_row_integer_int8_quantizes_each_row_for_the_u8s8_integer_gemm(variants_folder):

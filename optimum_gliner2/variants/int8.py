@@ -25,8 +25,10 @@ export. See docs/precision.md for the measurements.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+from types import ModuleType
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -154,16 +156,33 @@ def _quantize_graph(
     prepared.unlink()
 
 
+def matmul_nbits_quantizer_module() -> ModuleType:
+    """ONNX Runtime's `matmul_nbits_quantizer` module, imported without its side effect on the caller's logging.
+
+    The module calls `logging.basicConfig(level=INFO)` when it is imported, which would make every library's INFO
+    records print in the user's process (one line per quantized node, and gliner2's and ours besides). The root
+    logger's handlers and level are put back as they were.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        from onnxruntime.quantization import matmul_nbits_quantizer
+    finally:
+        for handler in [handler for handler in root.handlers if handler not in handlers]:
+            root.removeHandler(handler)
+        root.setLevel(level)
+    return matmul_nbits_quantizer
+
+
 def _quantize_graph_per_row(source: Path, staging: VariantStaging, graph: str, *, block_size: int) -> None:
     """ONNX Runtime's MatMulNBits quantizer on one graph's weight MatMuls: 8-bit symmetric weights per block,
     activations quantized per row and block when the graph runs (accuracy level 4)."""
-    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
-
+    nbits = matmul_nbits_quantizer_module()
     model = load_with_constants_folded(source, staging.path)
-    config = DefaultWeightOnlyQuantConfig(
+    config = nbits.DefaultWeightOnlyQuantConfig(
         block_size=block_size, is_symmetric=True, accuracy_level=4, bits=8, op_types_to_quantize=("MatMul",)
     )
-    quantizer = MatMulNBitsQuantizer(model, nodes_to_include=weight_matmul_nodes(model), algo_config=config)
+    quantizer = nbits.MatMulNBitsQuantizer(model, nodes_to_include=weight_matmul_nodes(model), algo_config=config)
     quantizer.process()
     save_graph(quantizer.model.model, staging.path / staging.file_name(graph))
 
