@@ -4,7 +4,7 @@ Run with `make demo`, or `python -m examples.demo` from the repository root:
 
 1. builds (once, then cached) a small GLiNER2 trained offline with gliner2's own trainer
    (tests/support/trained_fixture.py: an all-MiniLM-L6-v2 encoder taught persons, organizations,
-   locations, dates, two relations and a product record; sentiment is in its data but not yet learned);
+   locations, dates, positive/negative sentiment, two relations and a product record);
 2. exports it with `optimum-cli export onnx` and adds the INT8 variant;
 3. runs `ORTModelForGLiNER2` on sentences the training data never contained, for entities, classification,
    relations and JSON, checks every answer against gliner2's PyTorch model, and shows INT8's answers
@@ -31,9 +31,9 @@ SENTIMENT = {"sentiment": ["positive", "negative"]}
 RELATIONS = ["works_for", "located_in"]
 PRODUCT = {"product": ["name::str", "price::str", "maker::str"]}
 
-# Sentences of the fixture's held-out templates, with names the training data never saw. The fixture has
-# learned entities, relations and the product record; sentiment it has barely learned (57.5%, every answer at
-# 0.5-0.6; see tests/support/trained_fixture.py), so the classification line shows parity with PyTorch, not quality.
+# Sentences of the fixture's held-out templates, with names and sentiment words the training data never saw.
+# The fixture reads sentiment labels by position (trained with gliner2's label shuffling off; see
+# tests/support/trained_fixture.py), so SENTIMENT keeps the training order: positive first.
 TASK_CALLS: Dict[str, Callable[[Any, str], Any]] = {
     "entities": lambda model, text: model.extract_entities(text, ENTITY_LABELS, include_confidence=True),
     "relations": lambda model, text: model.extract_relations(text, RELATIONS, include_confidence=True),
@@ -46,11 +46,8 @@ DEMO_SENTENCES: List[Tuple[str, str, str]] = [
     ("entities", "Carlos Mendes visited Graz on July 14, 2023 with colleagues from Aurora Labs.", ""),
     ("relations", "Daria Sato has been a manager at Brightwater Group in Accra since 2019.", ""),
     ("json", "Crescent Labs priced its Echo camera at $349 this spring.", ""),
-    (
-        "classification",
-        "Honestly, Crescent Bank was dreadful and I will never go back.",
-        " (parity only: the fixture has barely learned sentiment)",
-    ),
+    ("classification", "Honestly, Crescent Bank was dreadful and I will never go back.", ""),
+    ("classification", "Our visit to Perth with Westbrook Motors was a delight.", ""),
 ]
 
 
@@ -159,7 +156,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     else:
         from tests.support.trained_fixture import trained_checkpoint
 
-        print("The trained GLiNER2 fixture (built once, then cached; about 15 minutes the first time on 2 CPUs):")
+        print("The trained GLiNER2 fixture (built once, then cached; about 5 minutes the first time on 2 CPUs):")
         checkpoint = str(trained_checkpoint())
         print(f"checkpoint: {checkpoint}")
     work = Path(tempfile.mkdtemp(prefix="gliner2-demo-"))

