@@ -217,6 +217,30 @@ def test_bool_thresholds_that_the_builder_keeps_are_refused_at_extraction(model)
             model.extract(TEXT, schema)
 
 
+# -- texts longer than one encoder pass ---------------------------------------------------------
+
+# 4,500 words, 3-5 tokenizer pieces each with the fixture's tokenizer: over the 8,192 tokens of one encoder pass.
+LONG_DOCUMENT = " ".join([TEXT] * 300)
+
+
+def test_a_text_too_long_for_one_pass_is_named_and_pointed_to_the_long_methods(model):
+    with pytest.raises(GLiNER2InputError) as raised:
+        model.batch_extract_entities([TEXT, LONG_DOCUMENT], ["person"])
+    message = str(raised.value)
+    assert message.startswith("text 1 is ") and "extract_entities_long" in message
+
+
+def test_a_window_too_long_for_one_pass_names_its_document_and_words_not_its_batch_position(model):
+    with pytest.raises(GLiNER2InputError) as raised:
+        model.batch_extract_entities_long([TEXT, LONG_DOCUMENT], ["person"], chunk_size=4000, chunk_overlap=50)
+    message = str(raised.value)
+    assert message.startswith("the window of words 0-4000 of document 1 is "), message
+    assert "Lower chunk_size" in message and "_long methods" not in message
+    # The same documents with windows that fit answer, so the error is about the window size alone.
+    answers = model.batch_extract_entities_long([TEXT, LONG_DOCUMENT], ["person"], chunk_size=200, chunk_overlap=50)
+    assert len(answers) == 2
+
+
 # -- repr ---------------------------------------------------------------------------------------
 
 

@@ -171,8 +171,9 @@ class GLiNER2Methods:
         batch_size: int,
         max_len: Optional[int],
         format_results: bool,
+        windows: Optional[Sequence[str]] = None,
     ) -> List[Result]:
-        results = self.engine.extract(texts, plans, batch_size, max_len)
+        results = self.engine.extract(texts, plans, batch_size, max_len, windows)
         if not format_results:
             return results
         return [
@@ -262,6 +263,10 @@ class GLiNER2Methods:
                 batch_size,
                 chunk_size,
                 format_results=True,
+                windows=[
+                    f"the window of words {chunk.start_word}-{chunk.end_word} of document {document}"
+                    for document, chunk in step
+                ],
             )
             for (document, chunk), result in zip(step, step_results):
                 mergers[document].add(chunk, result)

@@ -55,16 +55,24 @@ class ExtractionEngine:
         self.heads: Union[SpanHeads, BoundaryHeads] = heads_for(backend)
 
     def extract(
-        self, texts: Sequence[str], plans: Sequence[SchemaPlan], batch_size: int, max_len: Optional[int] = None
+        self,
+        texts: Sequence[str],
+        plans: Sequence[SchemaPlan],
+        batch_size: int,
+        max_len: Optional[int] = None,
+        windows: Optional[Sequence[str]] = None,
     ) -> List[Dict[str, Any]]:
         """gliner2's raw results, one per text, in input order (equal to one-at-a-time calls).
+
+        `windows`, when the texts are windows of longer documents (the *_long methods), names each one for
+        errors: a user knows their documents, not the position of a window among the call's windows.
 
         Raises:
             GLiNER2InputError: A text longer than `max_sequence_tokens` with its schema.
         """
         self.heads.check(plans)
         records = self.preprocessor.encode_batch(texts, plans, max_len)
-        self._check_sequence_lengths(records)
+        self._check_sequence_lengths(records, windows)
         # Longest first: similar lengths share a batch, and the largest batch runs first.
         order = sorted(range(len(records)), key=lambda i: len(records[i].input_ids), reverse=True)
         widths = reference_widths(records, batch_size)
@@ -76,18 +84,27 @@ class ExtractionEngine:
                 results[index] = result
         return results
 
-    def _check_sequence_lengths(self, records: Sequence[EncodedText]) -> None:
+    def _check_sequence_lengths(self, records: Sequence[EncodedText], windows: Optional[Sequence[str]]) -> None:
         # The encoder's attention grows with the square of the sequence: a 100k-word text would be
         # killed for memory (as it is in gliner2) instead of answering. Refuse it, naming the fix.
         for index, record in enumerate(records):
-            if len(record.input_ids) > self.max_sequence_tokens:
+            if len(record.input_ids) <= self.max_sequence_tokens:
+                continue
+            too_long = (
+                f"is {len(record.input_ids)} tokens long with its schema, more than "
+                f"max_sequence_tokens={self.max_sequence_tokens} that one encoder pass allows."
+            )
+            if windows is not None:
                 raise GLiNER2InputError(
-                    f"text {index} is {len(record.input_ids)} tokens long with its schema, more than "
-                    f"max_sequence_tokens={self.max_sequence_tokens} that one encoder pass allows. Use the "
-                    "*_long methods (e.g. extract_entities_long, batch_extract_long), which split long "
-                    "documents into overlapping chunks, or pass max_len=<words> to truncate, or raise "
-                    "the model's max_sequence_tokens if your memory allows."
+                    f"{windows[index]} {too_long} Lower chunk_size (every window of chunk_size words must fit "
+                    "in one encoder pass with its schema; words of many subword pieces, as in some scripts, "
+                    "need fewer), or raise the model's max_sequence_tokens if your memory allows."
                 )
+            raise GLiNER2InputError(
+                f"text {index} {too_long} Use the *_long methods (e.g. extract_entities_long, "
+                "batch_extract_long), which split long documents into overlapping chunks, or pass "
+                "max_len=<words> to truncate, or raise the model's max_sequence_tokens if your memory allows."
+            )
 
     def _extract_batch(self, records: List[EncodedText], widths: List[int]) -> List[Dict[str, Any]]:
         input_ids, attention_mask = pad_batch(records)
