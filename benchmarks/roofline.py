@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import logging
 import os
 import statistics
 import sys
@@ -99,7 +98,6 @@ def prepare_quick() -> Path:
     from optimum_gliner2.variants import quantize_gliner2
 
     folder = fused_attention.prepare_fixture()
-    logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)  # one INFO line per node otherwise
     quantize_gliner2(folder)
     quantize_gliner2(folder, method=PER_ROW_INTEGER, variant=int8_encoder.METHOD_VARIANTS[PER_ROW_INTEGER])
     return folder
@@ -138,7 +136,9 @@ def gemm_benchmarks(shape: Tuple[int, int, int] = GEMM_SHAPE) -> Dict[str, GemmB
     the op of the default INT8 variant (`method="per_row"`).
     """
     from onnx import TensorProto, helper, numpy_helper
-    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+    from optimum_gliner2.variants.int8 import matmul_nbits_quantizer_module
+
+    nbits = matmul_nbits_quantizer_module()
 
     rows, inner, columns = shape
     operations = 2 * rows * inner * columns
@@ -184,9 +184,8 @@ def gemm_benchmarks(shape: Tuple[int, int, int] = GEMM_SHAPE) -> Dict[str, GemmB
                           [float_in], [float_out], [numpy_helper.from_array(weight, "weight")]),
         opset_imports=[helper.make_opsetid("", 21)],
     )  # fmt: skip
-    logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
-    config = DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=True, accuracy_level=4, bits=8, op_types_to_quantize=("MatMul",))
-    quantizer = MatMulNBitsQuantizer(float_graph, nodes_to_include=["gemm"], algo_config=config)
+    config = nbits.DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=True, accuracy_level=4, bits=8, op_types_to_quantize=("MatMul",))
+    quantizer = nbits.MatMulNBitsQuantizer(float_graph, nodes_to_include=["gemm"], algo_config=config)
     quantizer.process()
     blockwise = ort.InferenceSession(
         quantizer.model.model.SerializeToString(), ort_session_options(), providers=["CPUExecutionProvider"]
