@@ -13,9 +13,10 @@ share the FP32 head files. An interrupted run leaves the folder loadable, withou
 | `fp16` | onnxconverter-common, `keep_io_types=True` | encoder Linear weights and embedding table FP16, the rest FP32 |
 | `o1` `o2` `o3` | Optimum `ORTOptimizer` | encoder graph fused at that level (deberta-v2 and BERT use ORT's "bert" fusions) |
 | `fused` | our graph pass (`fused_attention`) | DeBERTa's attention core in ORT's `com.microsoft.MultiHeadAttention`, the disentangled terms as its `attention_bias`; DeBERTa encoders only |
+| `shapes` | our graph pass (`shape_folding`) | FP32 encoder with its static shape values folded (constants, computed once, constant reshape targets); standard ONNX ops only |
 
 Modules: `registry` (the transaction: staging, installing, registering; `import_variant`), `graphs`
-(graph queries shared by the variants and the agreement report), `int8`, `fp16`, `optimize`, `fused_attention`,
+(graph queries shared by the variants and the agreement report), `int8`, `fp16`, `optimize`, `fused_attention`, `shape_folding`,
 `all_in_one` (`add_variants`, `export_all_variants`) and `cli` (`python -m optimum_gliner2.variants`).
 None imports torch; the exporters are imported only by `export_all_variants`.
 """
@@ -40,6 +41,7 @@ from optimum_gliner2.variants.int8 import (
 )
 from optimum_gliner2.variants.optimize import OPTIMIZATION_LEVELS, optimize_gliner2
 from optimum_gliner2.variants.registry import optimum_cli_quantized_files, import_variant
+from optimum_gliner2.variants.shape_folding import ShapeFoldingError, fold_static_shapes
 
 __all__ = [
     "DEFAULT_BLOCK_SIZE",
@@ -51,10 +53,12 @@ __all__ = [
     "OPTIMIZATION_LEVELS",
     "optimum_cli_quantized_files",
     "QUANTIZATION_TARGETS",
+    "ShapeFoldingError",
     "add_variants",
     "convert_gliner2_to_fp16",
     "embedding_rows",
     "export_all_variants",
+    "fold_static_shapes",
     "fp16_node_names",
     "fuse_attention_gliner2",
     "import_variant",

@@ -10,6 +10,7 @@ from optimum_gliner2.variants.fp16 import convert_gliner2_to_fp16
 from optimum_gliner2.variants.fused_attention import fuse_attention_gliner2
 from optimum_gliner2.variants.int8 import DEFAULT_EMBEDDINGS, DEFAULT_METHOD, quantize_gliner2
 from optimum_gliner2.variants.optimize import optimize_gliner2
+from optimum_gliner2.variants.shape_folding import fold_static_shapes
 
 
 def add_variants(
@@ -19,11 +20,12 @@ def add_variants(
     fp16: bool = True,
     optimize: Optional[str] = None,
     fused_attention: bool = False,
+    fold_shapes: bool = False,
     embeddings: str = DEFAULT_EMBEDDINGS,
     int8_method: str = DEFAULT_METHOD,
     int8_reduce_range: bool = False,
 ) -> Path:
-    """Add the INT8, FP16, optimized and/or fused-attention variants to an exported folder, in place.
+    """Add the INT8, FP16, optimized, fused-attention and/or folded-shapes variants to an exported folder, in place.
 
     Args:
         folder: A folder written by `optimum-cli export onnx`.
@@ -32,6 +34,8 @@ def add_variants(
         optimize: Also add an optimized variant at this level (`"O1"`, `"O2"`, `"O3"`; `optimize_gliner2`).
         fused_attention: Also add the `"fused"` variant (`fuse_attention_gliner2`; DeBERTa encoders only, it
             raises `NoDebertaAttentionError` on others, after the variants before it were added).
+        fold_shapes: Also add the `"shapes"` variant (`fold_static_shapes`: the FP32 encoder with its static
+            shape values folded).
         embeddings: Embedding-table storage of the INT8 variant.
         int8_method: How the INT8 variant quantizes the Linear layers (`quantize_gliner2`'s `method`).
         int8_reduce_range: 7-bit weights for `int8_method="per_row_integer"` (`quantize_gliner2`'s `reduce_range`).
@@ -46,6 +50,8 @@ def add_variants(
         convert_gliner2_to_fp16(folder)
     if optimize:
         optimize_gliner2(folder, optimize)
+    if fold_shapes:
+        fold_static_shapes(folder)
     if fused_attention:
         fuse_attention_gliner2(folder)
     return folder

@@ -1,4 +1,4 @@
-"""The command line: `python -m optimum_gliner2.variants OUT [--model CKPT] --int8 --fp16 --optimize O2 --fused-attention`."""
+"""The command line: `python -m optimum_gliner2.variants OUT [--model CKPT] --int8 --fp16 --optimize O2 --fused-attention --fold-shapes`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from optimum_gliner2.variants.registry import optimum_cli_quantized_files, impor
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    """`python -m optimum_gliner2.variants OUT [--model CKPT] --int8 --fp16 --optimize O2 --fused-attention`.
+    """`python -m optimum_gliner2.variants OUT [--model CKPT] --int8 --fp16 --optimize O2 --fused-attention --fold-shapes`.
 
     Args:
         argv: The arguments, without the program name; defaults to `sys.argv[1:]`.
@@ -33,6 +33,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--fused-attention", action="store_true",
                         help="Add the 'fused' variant: DeBERTa attention in ONNX Runtime's fused MultiHeadAttention "
                              "(DeBERTa-v2/v3 encoders only; BERT-family encoders get ORT's fusion from --optimize O2).")  # fmt: skip
+    parser.add_argument("--fold-shapes", action="store_true",
+                        help="Add the 'shapes' variant: the FP32 encoder with its static shape values folded "
+                             "(fewer Shape/Gather/Concat ops per call; standard ONNX ops only).")  # fmt: skip
     parser.add_argument("--int8-method", choices=INT8_METHODS, default=DEFAULT_METHOD,
                         help=f"How --int8 quantizes the Linear layers (default {DEFAULT_METHOD}: batch-independent).")
     parser.add_argument("--int8-reduce-range", action="store_true",
@@ -46,14 +49,15 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--variant-name", default="int8_optimum_cli",
                         help="Name of the variant --import-optimum-cli registers (default int8_optimum_cli).")
     args = parser.parse_args(argv)
-    if not (args.int8 or args.fp16 or args.optimize or args.fused_attention or args.model or args.import_optimum_cli):
-        parser.error("nothing to do: pass --int8, --fp16, --optimize, --fused-attention, --import-optimum-cli and/or --model.")
+    if not (args.int8 or args.fp16 or args.optimize or args.fused_attention or args.fold_shapes or args.model or args.import_optimum_cli):
+        parser.error("nothing to do: pass --int8, --fp16, --optimize, --fused-attention, --fold-shapes, --import-optimum-cli and/or --model.")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     variants = dict(
         int8=args.int8,
         fp16=args.fp16,
         optimize=args.optimize,
         fused_attention=args.fused_attention,
+        fold_shapes=args.fold_shapes,
         embeddings=args.embeddings,
         int8_method=args.int8_method,
         int8_reduce_range=args.int8_reduce_range,
