@@ -39,6 +39,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 
 from benchmarks.base import BENCH_DIR, log, ort_session_options, shown_path  # noqa: E402
+from benchmarks.fused_attention import token_batch  # noqa: E402
 from benchmarks.report import cpu_flags, load_average, machine_description, machine_line  # noqa: E402
 
 RESULTS = BENCH_DIR / "results"
@@ -171,18 +172,6 @@ def make_candidates(folder: Path, names: List[str]) -> Dict[str, Dict[str, Any]]
         made[name] = {"path": path, "seconds": time.perf_counter() - start}
         log(f"{name}: {path.name} ready in {made[name]['seconds']:.1f} s")
     return made
-
-
-def token_batch(shape: Tuple[int, int], vocabulary: int, seed: int = 0, padded: bool = False) -> Dict[str, np.ndarray]:
-    """Random word pieces of `shape`; with `padded`, text i > 0 loses its last i / texts of tokens."""
-    input_ids = np.random.default_rng(seed).integers(5, vocabulary, size=shape).astype(np.int64)
-    attention_mask = np.ones_like(input_ids)
-    if padded:
-        texts, length = shape
-        for row in range(1, texts):
-            attention_mask[row, max(1, length * (texts - row) // texts) :] = 0
-        input_ids[attention_mask == 0] = 0
-    return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
 def repeats_for(shape: Tuple[int, int], repeats: int) -> int:

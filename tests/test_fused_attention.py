@@ -19,7 +19,7 @@ from optimum_gliner2.bundle.format import GLiNER2OnnxBundle
 from optimum_gliner2.runtime import GLiNER2ONNXRuntime
 from optimum_gliner2.variants import NoDebertaAttentionError, fuse_attention_gliner2
 from optimum_gliner2.variants.cli import main as variants_command
-from tests.support.agreement import batch_sensitivity, corpus_agreement, run_corpus
+from tests.support.agreement import batch_sensitivity, corpus_agreement, run_corpus, staggered_padded_tokens
 from tests.support.parity_corpus import BOUNDARY_CASES, CASES
 
 #: (texts, tokens) checked against the plain export; every text after the first is padded to a shorter length.
@@ -45,17 +45,6 @@ def _encoder(folder: Path, precision: str) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-def _padded_tokens(folder: Path, texts: int, length: int, seed: int = 0):
-    """Random word pieces; text i > 0 keeps only its first length * (texts - i) / texts tokens."""
-    first_marker = min(GLiNER2OnnxBundle.load(folder).special_token_ids.values())
-    input_ids = np.random.default_rng(seed).integers(5, first_marker, size=(texts, length))
-    attention_mask = np.ones_like(input_ids)
-    for row in range(1, texts):
-        attention_mask[row, max(1, length * (texts - row) // texts) :] = 0
-    input_ids[attention_mask == 0] = 0
-    return input_ids, attention_mask
-
-
 def test_attention_runs_in_the_fused_op(fused_span, fused_boundary):
     for folder in (fused_span, fused_boundary):
         bundle = GLiNER2OnnxBundle.load(folder, precision="fused")
@@ -74,7 +63,7 @@ def test_attention_runs_in_the_fused_op(fused_span, fused_boundary):
 
 @pytest.mark.parametrize("texts,length", SHAPES)
 def test_encoder_equals_the_plain_export(fused_span, texts, length):
-    input_ids, attention_mask = _padded_tokens(fused_span, texts, length)
+    input_ids, attention_mask = staggered_padded_tokens(fused_span, texts, length)
     feed = {"input_ids": input_ids, "attention_mask": attention_mask}
     expected = _encoder(fused_span, "fp32").run(None, feed)[0]
     actual = _encoder(fused_span, "fused").run(None, feed)[0]
@@ -85,7 +74,7 @@ def test_encoder_equals_the_plain_export(fused_span, texts, length):
 def test_encoder_equals_pytorch(fused_span, torch_models):
     import torch
 
-    input_ids, attention_mask = _padded_tokens(fused_span, 3, 57, seed=1)
+    input_ids, attention_mask = staggered_padded_tokens(fused_span, 3, 57, seed=1)
     with torch.no_grad():
         expected = torch_models["deberta_lstm"].encoder(
             input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(attention_mask)
@@ -95,7 +84,7 @@ def test_encoder_equals_pytorch(fused_span, torch_models):
 
 
 def test_boundary_encoder_equals_the_plain_export(fused_boundary):
-    input_ids, attention_mask = _padded_tokens(fused_boundary, 3, 90, seed=2)
+    input_ids, attention_mask = staggered_padded_tokens(fused_boundary, 3, 90, seed=2)
     feed = {"input_ids": input_ids, "attention_mask": attention_mask}
     expected = _encoder(fused_boundary, "fp32").run(None, feed)[0]
     assert np.abs(_encoder(fused_boundary, "fused").run(None, feed)[0] - expected).max() <= 1e-4

@@ -20,7 +20,7 @@ from optimum_gliner2.runtime import GLiNER2ONNXRuntime
 from optimum_gliner2.variants import fold_static_shapes
 from optimum_gliner2.variants.cli import main as variants_command
 from optimum_gliner2.variants.shape_folding import fold_static_shapes_in_model
-from tests.support.agreement import batch_sensitivity, corpus_agreement, run_corpus
+from tests.support.agreement import batch_sensitivity, corpus_agreement, run_corpus, staggered_padded_tokens
 from tests.support.parity_corpus import CASES
 
 #: (texts, tokens) checked against the plain export; every text after the first is padded to a shorter length.
@@ -46,17 +46,6 @@ def _encoder(folder: Path, precision: str, optimized: bool = True) -> ort.Infere
     if not optimized:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(str(_encoder_path(folder, precision)), options, providers=["CPUExecutionProvider"])
-
-
-def _padded_tokens(folder: Path, texts: int, length: int, seed: int = 0):
-    """Random word pieces; text i > 0 keeps only its first length * (texts - i) / texts tokens."""
-    first_marker = min(GLiNER2OnnxBundle.load(folder).special_token_ids.values())
-    input_ids = np.random.default_rng(seed).integers(5, first_marker, size=(texts, length))
-    attention_mask = np.ones_like(input_ids)
-    for row in range(1, texts):
-        attention_mask[row, max(1, length * (texts - row) // texts) :] = 0
-    input_ids[attention_mask == 0] = 0
-    return input_ids, attention_mask
 
 
 def _as_run_ops(path: Path, tmp_path: Path) -> collections.Counter:
@@ -93,7 +82,7 @@ def test_shape_ops_are_removed(folded_span, tmp_path):
 
 @pytest.mark.parametrize("texts,length", SHAPES)
 def test_encoder_equals_the_plain_export(folded_span, texts, length):
-    input_ids, attention_mask = _padded_tokens(folded_span, texts, length)
+    input_ids, attention_mask = staggered_padded_tokens(folded_span, texts, length)
     feed = {"input_ids": input_ids, "attention_mask": attention_mask}
     expected = _encoder(folded_span, "fp32").run(None, feed)[0]
     actual = _encoder(folded_span, "shapes").run(None, feed)[0]
@@ -117,7 +106,7 @@ def test_span_answers_equal_fp32(folded_span):
 
 def test_bert_encoder_is_folded_too(exported_dirs, tmp_path):
     folder = fold_static_shapes(exported_dirs["bert"], output_dir=tmp_path / "bert")
-    input_ids, attention_mask = _padded_tokens(folder, 3, 45, seed=3)
+    input_ids, attention_mask = staggered_padded_tokens(folder, 3, 45, seed=3)
     feed = {"input_ids": input_ids, "attention_mask": attention_mask}
     expected = _encoder(folder, "fp32").run(None, feed)[0]
     assert np.abs(_encoder(folder, "shapes").run(None, feed)[0] - expected).max() <= 1e-4

@@ -143,6 +143,18 @@ def batch_sensitivity(model) -> float:
     return sum(same_decoded(a, b) for a, b in zip(alone, batched)) / len(BATCH_TEXTS)
 
 
+def staggered_padded_tokens(folder: Path, texts: int, length: int, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """(input_ids, attention_mask) for the export in `folder`: random word pieces (ids below the markers); text
+    i > 0 keeps only its first length * (texts - i) / texts tokens, so every row has its own padding."""
+    first_marker = min(GLiNER2OnnxBundle.load(folder).special_token_ids.values())
+    input_ids = np.random.default_rng(seed).integers(5, first_marker, size=(texts, length))
+    attention_mask = np.ones_like(input_ids)
+    for row in range(1, texts):
+        attention_mask[row, max(1, length * (texts - row) // texts) :] = 0
+    input_ids[attention_mask == 0] = 0
+    return input_ids, attention_mask
+
+
 def padded_token_batch(bundle: GLiNER2OnnxBundle, batch: int, length: int, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
     """(input_ids, attention_mask): random word pieces (ids below the markers), the second row half padding."""
     first_marker = min(bundle.special_token_ids.values())
