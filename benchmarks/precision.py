@@ -116,13 +116,13 @@ def prepare(workdir: Path) -> Tuple[Path, Path, Dict[str, Callable[[], Any]]]:
 
     routes = {
         "FP32 (the export)": load(export),
-        "INT8, ours, `per_row_integer` (u8 x s8 MatMulIntegerToFloat, rows quantized per token)": load(
+        "INT8, ours, `per_row_integer` (u8 x s8 MatMulIntegerToFloat, a scale and zero point per row; default on x86 with VNNI and on ARM)": load(
             export, precision="int8_per_row_integer"
         ),
         "INT8, ours, `per_row_integer`, `reduce_range=True` (7-bit weights)": load(
             export, precision="int8_per_row_integer_reduce_range"
         ),
-        "INT8, ours, `per_row` (MatMulNBits, 8-bit blocks of 32, accuracy level 4)": load(export, precision="int8_per_row"),
+        "INT8, ours, `per_row` (MatMulNBits, 8-bit blocks of 32, accuracy level 4; default on x86 without VNNI)": load(export, precision="int8_per_row"),
         "INT8, ours, `dynamic` (ORTQuantizer, one activation scale per batch)": load(export, precision="int8_dynamic"),
         "ORTQuantizer avx2, encoder (`file_name=`)": load(quantizer_folders["avx2"], file_name="encoder_quantized.onnx"),
         "ORTQuantizer avx512_vnni, encoder (`file_name=`)": load(

@@ -97,10 +97,11 @@ def test_variants_count_the_same_products(exported_dirs, tmp_path):
 
     logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
     folder = fuse_attention_gliner2(exported_dirs["deberta_lstm"], output_dir=tmp_path / "variants")
-    quantize_gliner2(folder)
+    quantize_gliner2(folder, method="per_row", variant="int8_per_row")
+    quantize_gliner2(folder, method="per_row_integer", variant="int8_integer")
     feed = _feed(3, 40)
     plain = count_flops(GLiNER2OnnxBundle.load(folder, precision="fp32").graph_files["encoder"], feed)
-    for precision, op_type in (("fused", "MultiHeadAttention"), ("int8", "MatMulNBits")):
+    for precision, op_type in (("fused", "MultiHeadAttention"), ("int8_per_row", "MatMulNBits"), ("int8_integer", "MatMulIntegerToFloat")):
         variant = count_flops(GLiNER2OnnxBundle.load(folder, precision=precision).graph_files["encoder"], feed)
         assert op_type in {node.op_type for node in variant.nodes}
         assert variant.by_kind() == plain.by_kind(), precision

@@ -21,10 +21,12 @@ import onnxruntime as ort
 import pytest
 
 from optimum_gliner2 import variants
+from optimum_gliner2.bundle.cpu import full_range_integer_gemm_is_exact
 from optimum_gliner2.runtime import GLiNER2LoadError, GLiNER2ONNXRuntime
 from optimum_gliner2.bundle.format import MARKER_TOKENS, METADATA_FILE, GLiNER2OnnxBundle
 from optimum_gliner2.variants.cli import main as variants_command
 from tests.support.agreement import batch_sensitivity, corpus_agreement, padded_token_batch, run_corpus, temper_attention
+from tests.support.cpu import needs_exact_integer_gemm
 from tests.support.parity_corpus import CASES
 
 #: Corpus subset for the variants expected to be exact, or nearly (a case of each kind, every sixth).
@@ -74,6 +76,7 @@ def variants_folder(exported_dirs, tmp_path_factory) -> Path:
     """The deberta_lstm export with every variant, made through the module's command line."""
     folder = _copy_export(exported_dirs["deberta_lstm"], tmp_path_factory.mktemp("variants") / "export")
     variants_command([str(folder), "--int8", "--fp16", "--optimize", "O2"])
+    variants.quantize_gliner2(folder, method="per_row", variant="int8_per_row")
     variants.quantize_gliner2(folder, method="dynamic", variant="int8_dynamic")
     variants.quantize_gliner2(folder, method="dynamic", embeddings="int8_per_table", variant="int8_per_table")
     variants.quantize_gliner2(folder, method="per_row_integer", variant="int8_integer")
@@ -107,9 +110,13 @@ def test_variants_side_by_side_load_by_precision(variants_folder):
     from optimum_gliner2 import ORTModelForGLiNER2
 
     bundle = GLiNER2OnnxBundle.load(variants_folder)
-    assert set(bundle.precisions) == {"fp32", "int8", "fp16", "o2", "int8_dynamic", "int8_per_table", "int8_integer"}
+    assert set(bundle.precisions) == {"fp32", "int8", "fp16", "o2", "int8_per_row", "int8_dynamic", "int8_per_table", "int8_integer"}
     for precision in bundle.precisions:
         loaded = GLiNER2OnnxBundle.load(variants_folder, precision=precision)  # sizes checked for every file
+        if loaded.recipe.get("method") == "per_row_integer" and not full_range_integer_gemm_is_exact():
+            with pytest.raises(GLiNER2LoadError, match="saturation"):
+                GLiNER2ONNXRuntime.from_pretrained(variants_folder, precision=precision)
+            continue
         assert GLiNER2ONNXRuntime.from_pretrained(variants_folder, precision=precision).precision == precision
         if precision != "fp32":
             assert loaded.graph_files["encoder"].name == f"encoder_{precision}.onnx"
@@ -122,8 +129,46 @@ def test_variants_side_by_side_load_by_precision(variants_folder):
     assert not list(variants_folder.glob(".staging-*"))
 
 
-def test_default_int8_quantizes_linear_weights_per_block_with_per_row_activations(variants_folder):
-    model = onnx.load(str(variants_folder / "encoder_int8.onnx"))
+def test_default_int8_method_is_the_integer_gemm_only_where_the_cpu_sums_it_exactly(variants_folder, monkeypatch):
+    recipe = GLiNER2OnnxBundle.load(variants_folder, precision="int8").recipe
+    assert recipe["method"] == variants.default_method()
+    from optimum_gliner2.variants import int8 as int8_module
+
+    monkeypatch.setattr(int8_module, "full_range_integer_gemm_is_exact", lambda: True)  # x86 with VNNI, ARM
+    assert variants.default_method() == "per_row_integer"
+    monkeypatch.setattr(int8_module, "full_range_integer_gemm_is_exact", lambda: False)  # x86 without VNNI
+    assert variants.default_method() == "per_row"
+
+
+def test_the_cpu_probe_reads_vnni_from_the_cpu(monkeypatch):
+    from optimum_gliner2.bundle import cpu
+
+    monkeypatch.setattr(cpu, "is_x86", lambda: True)
+    for features, exact in ((frozenset({"avx2", "fma"}), False), (frozenset({"avx2", "avx512vnni"}), True),
+                            (frozenset({"avx2", "avx_vnni"}), True)):  # fmt: skip
+        monkeypatch.setattr(cpu, "cpu_features", lambda features=features: features)
+        assert cpu.full_range_integer_gemm_is_exact() is exact, features
+    monkeypatch.setattr(cpu, "is_x86", lambda: False)  # ARM's dot-product kernels widen before adding
+    assert cpu.full_range_integer_gemm_is_exact()
+
+
+def test_a_full_range_integer_variant_is_refused_where_its_gemm_saturates(variants_folder, tmp_path, monkeypatch):
+    from optimum_gliner2.runtime.onnx import sessions
+
+    folder = _copy_export(variants_folder, tmp_path / "saturating")
+    variants.quantize_gliner2(folder, method="per_row_integer", reduce_range=True, variant="int8_integer_7bit")
+    monkeypatch.setattr(sessions, "full_range_integer_gemm_is_exact", lambda: False)  # as on AVX2 without VNNI
+    with pytest.raises(GLiNER2LoadError) as refused:
+        GLiNER2ONNXRuntime.from_pretrained(folder, precision="int8_integer")
+    message = str(refused.value)
+    assert "'int8_integer'" in message and "without VNNI" in message and "--int8-reduce-range" in message
+    # 7-bit weights, MatMulNBits and the FP32 export of the same folder still load.
+    for precision in ("int8_integer_7bit", "int8_per_row", "fp32"):
+        assert GLiNER2ONNXRuntime.from_pretrained(folder, precision=precision).precision == precision
+
+
+def test_per_row_int8_quantizes_linear_weights_per_block_with_per_row_activations(variants_folder):
+    model = onnx.load(str(variants_folder / "encoder_int8_per_row.onnx"))
     op_types = [node.op_type for node in model.graph.node]
     nbits = [node for node in model.graph.node if node.op_type == "MatMulNBits"]
     assert len(nbits) == _linear_layers_of_activations(variants_folder)
@@ -158,18 +203,29 @@ def test_per_row_integer_int8_quantizes_each_row_for_the_u8s8_integer_gemm(varia
     initializers = {init.name: init for init in graph.initializer}
     gemms = [node for node in graph.node if node.op_type == "MatMulIntegerToFloat"]
     assert len(gemms) == _linear_layers_of_activations(variants_folder)
+    readers = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
     for gemm in gemms:
-        weight, zero_point = initializers[gemm.input[1]], initializers[gemm.input[4]]
-        assert weight.data_type == onnx.TensorProto.INT8 and len(gemm.input) == 5  # symmetric weights: no zero point
-        assert zero_point.data_type == onnx.TensorProto.UINT8 and onnx.numpy_helper.to_array(zero_point) == 128
+        weight = initializers[gemm.input[1]]
+        # No zero points in the GEMM: symmetric weights, and the rows' own zero points are taken out after it.
+        assert weight.data_type == onnx.TensorProto.INT8 and len(gemm.input) == 4
         assert initializers[gemm.input[3]].dims == [weight.dims[1]]  # one scale per output column
-    # One activation quantizer per activation (query, key and value share theirs), a scale per row.
+        (correction,) = readers[gemm.output[0]]
+        assert correction.op_type == "Sub"
+        (zero_point_share,) = [n for n in graph.node if n.output[0] == correction.input[1]]
+        column_sums = onnx.numpy_helper.to_array(initializers[zero_point_share.input[1]])
+        expected = onnx.numpy_helper.to_array(weight).astype(np.float64).sum(axis=0) * onnx.numpy_helper.to_array(initializers[gemm.input[3]])
+        np.testing.assert_allclose(column_sums, expected, rtol=1e-6)
+    # One activation quantizer per activation (query, key and value share theirs), a scale and zero point per row.
     quantizers = [node for node in graph.node if node.op_type == "QuantizeLinear"]
     assert len(quantizers) == len({gemm.input[0] for gemm in gemms}) < len(gemms)
     for quantizer in quantizers:
         attributes = {a.name: a.i for a in quantizer.attribute}
         width = initializers[next(g for g in gemms if g.input[0] == quantizer.output[0]).input[1]].dims[0]
         assert attributes == {"axis": -1, "block_size": width}
+        assert quantizer.input[2] not in initializers  # computed per row when the graph runs
     assert "MatMulNBits" not in op_types and "DynamicQuantizeLinear" not in op_types
     assert op_types.count("GatherBlockQuantized") == 1
     assert op_types.count("MatMul") >= 4  # attention (activation x activation) stays FP32
@@ -184,7 +240,8 @@ def test_per_row_integer_reduce_range_keeps_weights_in_seven_bits(variants_folde
     largest = [int(np.abs(onnx.numpy_helper.to_array(initializers[g.input[1]]).astype(np.int32)).max()) for g in gemms]
     # [-63, 63]: AVX2 without VNNI adds two u8 x s8 products in int16, and 255 * 63 * 2 < 32767.
     assert set(largest) == {63}
-    assert "int7" in GLiNER2OnnxBundle.load(folder).metadata["variant_recipes"]["int8"]["weights"]
+    recipe = GLiNER2OnnxBundle.load(folder).metadata["variant_recipes"]["int8"]
+    assert "int7" in recipe["weights"] and recipe["integer_gemm_weight_bits"] == 7
 
 
 def test_dynamic_int8_quantizes_linear_weights_per_channel_and_keeps_attention_fp32(variants_folder):
@@ -206,7 +263,10 @@ def test_int8_method_and_table_combinations_are_checked(variants_folder, tmp_pat
     with pytest.raises(ValueError, match="int8_per_table"):
         variants.quantize_gliner2(variants_folder, embeddings="int8_per_table", output_dir=tmp_path / "c")
     with pytest.raises(ValueError, match="reduce_range"):
-        variants.quantize_gliner2(variants_folder, reduce_range=True, output_dir=tmp_path / "d")
+        variants.quantize_gliner2(variants_folder, method="per_row", reduce_range=True, output_dir=tmp_path / "d")
+    # Without a method, 7-bit weights pick the integer GEMM, the only method that has them, on every CPU.
+    reduced = variants.quantize_gliner2(variants_folder, reduce_range=True, output_dir=tmp_path / "e")
+    assert GLiNER2OnnxBundle.load(reduced, precision="int8").recipe["integer_gemm_weight_bits"] == 7
 
 
 def test_remaking_a_variant_and_copy_mode_keep_the_source_consistent(variants_folder, tmp_path):
@@ -284,7 +344,7 @@ def test_default_int8_keeps_marker_rows_better_than_one_scale_per_table(variants
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("precision", ["int8", "int8_integer"])
+@pytest.mark.parametrize("precision", ["int8", pytest.param("int8_integer", marks=needs_exact_integer_gemm)])
 def test_int8_stays_close_to_fp32(tempered, precision):
     folder, reference = tempered
     input_ids, attention_mask = _random_tokens(folder, batch=4, length=60)
@@ -305,7 +365,7 @@ def test_int8_stays_close_to_fp32(tempered, precision):
     assert agreement["texts_same"] / agreement["texts_total"] >= 0.5, agreement
 
 
-@pytest.mark.parametrize("precision", ["int8", "int8_integer"])
+@pytest.mark.parametrize("precision", ["int8", pytest.param("int8_integer", marks=needs_exact_integer_gemm)])
 def test_per_row_int8_encodes_a_text_alike_alone_and_in_any_batch(tempered, precision):
     folder = tempered[0]
     session = _encoder_session(folder, precision)

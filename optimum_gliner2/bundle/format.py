@@ -452,6 +452,11 @@ class GLiNER2OnnxBundle:
         """Every variant the folder holds."""
         return tuple(self.metadata["variants"])
 
+    @property
+    def recipe(self) -> Mapping[str, Any]:
+        """How the variant in use was made, as the variant tool recorded it (empty for the export itself)."""
+        return self.metadata.get(_RECIPES, {}).get(self.precision, {})
+
     @classmethod
     def load(
         cls, folder: os.PathLike | str, precision: Optional[str] = None, file_name: Optional[str] = None

@@ -22,7 +22,7 @@ def add_variants(
     fused_attention: bool = False,
     fold_shapes: bool = False,
     embeddings: str = DEFAULT_EMBEDDINGS,
-    int8_method: str = DEFAULT_METHOD,
+    int8_method: Optional[str] = DEFAULT_METHOD,
     int8_reduce_range: bool = False,
 ) -> Path:
     """Add the INT8, FP16, optimized, fused-attention and/or folded-shapes variants to an exported folder, in place.
@@ -37,7 +37,8 @@ def add_variants(
         fold_shapes: Also add the `"shapes"` variant (`fold_static_shapes`: the FP32 encoder with its static
             shape values folded).
         embeddings: Embedding-table storage of the INT8 variant.
-        int8_method: How the INT8 variant quantizes the Linear layers (`quantize_gliner2`'s `method`).
+        int8_method: How the INT8 variant quantizes the Linear layers (`quantize_gliner2`'s `method`; None: by
+            this CPU, `default_method()`).
         int8_reduce_range: 7-bit weights for `int8_method="per_row_integer"` (`quantize_gliner2`'s `reduce_range`).
 
     Returns:

@@ -37,7 +37,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                         help="Add the 'shapes' variant: the FP32 encoder with its static shape values folded "
                              "(fewer Shape/Gather/Concat ops per call; standard ONNX ops only).")  # fmt: skip
     parser.add_argument("--int8-method", choices=INT8_METHODS, default=DEFAULT_METHOD,
-                        help=f"How --int8 quantizes the Linear layers (default {DEFAULT_METHOD}: batch-independent).")
+                        help="How --int8 quantizes the Linear layers (default: per_row_integer on x86 CPUs with VNNI "
+                             "and on ARM, per_row elsewhere; both batch-independent).")
     parser.add_argument("--int8-reduce-range", action="store_true",
                         help="With --int8-method per_row_integer: 7-bit weights, exact on AVX2 CPUs without VNNI "
                              "(costs answers on VNNI CPUs; see the README).")  # fmt: skip

@@ -2,13 +2,16 @@
 or Optimum's `ORTQuantizer`), and our embedding table.
 
 Three ways to quantize the Linear layers, chosen with `method=`:
-- "per_row_integer": a graph pass of ours. Activations are quantized per row (token), symmetric, when the
-  graph runs, and multiplied with int8 weights (one scale per output column) by ONNX Runtime's
-  `MatMulIntegerToFloat`, a u8 x s8 integer GEMM (VNNI where the CPU has it). A token's numbers depend on
-  that token's row only, so a text gets the same answer alone and in any batch.
+- "per_row_integer": a graph pass of ours. Activations are quantized per row (token) when the graph runs,
+  to uint8 with a scale and zero point of that row's own (asymmetric: GELU outputs and many LayerNorm rows
+  are lopsided, and a symmetric scale would leave half the 256 levels unused), and multiplied with int8
+  weights (one scale per output column) by ONNX Runtime's `MatMulIntegerToFloat`, a u8 x s8 integer GEMM
+  (VNNI where the CPU has it). A token's numbers depend on that token's row only, so a text gets the same
+  answer alone and in any batch. The default where the integer GEMM is exact (x86 with VNNI, ARM).
 - "per_row": ONNX Runtime's `MatMulNBits` with 8-bit weights in blocks along the input dimension and accuracy
   level 4, which quantizes activations per row and block at run time: batch-independent too, but its 8-bit
-  kernel gains on FP32 only on large batches.
+  kernel gains on FP32 only on large batches. The default on x86 CPUs without VNNI, where the u8 x s8 GEMM
+  saturates (see `optimum_gliner2.bundle.cpu`).
 - "dynamic": Optimum's `ORTQuantizer` dynamic quantization. Activations get one scale per call, computed
   over the whole padded batch, so a text's answer can change with its neighbours.
 Every method first folds what depends on weights only (ONNX Runtime's basic offline optimization): DeBERTa's
@@ -35,6 +38,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from optimum_gliner2.bundle.cpu import full_range_integer_gemm_is_exact
 from optimum_gliner2.variants.graphs import (
     converted_to_opset,
     load_with_constants_folded,
@@ -58,7 +62,8 @@ DEFAULT_EMBEDDINGS = "int8_per_row"
 QUANTIZATION_TARGETS = ("avx2", "avx512", "avx512_vnni", "arm64")
 #: How the Linear layers are quantized (see the module docstring).
 INT8_METHODS = ("per_row", "per_row_integer", "dynamic")
-DEFAULT_METHOD = "per_row"
+#: `method=None` picks by the CPU that makes the variant (`default_method`).
+DEFAULT_METHOD = None
 #: Weights per scale in the "per_row" method, along the input dimension (a power of two, >= 16).
 DEFAULT_BLOCK_SIZE = 32
 
@@ -187,44 +192,61 @@ def _quantize_graph_per_row(source: Path, staging: VariantStaging, graph: str, *
     save_graph(quantizer.model.model, staging.path / staging.file_name(graph))
 
 
-def _row_quantizer_nodes(activation: str, width: int) -> Tuple[List[onnx.NodeProto], str, str]:
+def default_method() -> str:
+    """The INT8 method `quantize_gliner2` uses when none is given: `"per_row_integer"` where ONNX Runtime's
+    u8 x s8 GEMM is exact on this machine's CPU (x86 with VNNI, ARM), else `"per_row"`.
+
+    The choice follows the CPU that makes the variant; a `"per_row_integer"` variant refuses to load on a
+    CPU where its GEMM would saturate (`optimum_gliner2.bundle.cpu`), so a variant made for one fleet and
+    served on another fails loudly, never with drifted answers.
+    """
+    return "per_row_integer" if full_range_integer_gemm_is_exact() else "per_row"
+
+
+def _row_quantizer_nodes(activation: str, width: int) -> Tuple[List[onnx.NodeProto], str, str, str]:
     """Nodes that quantize `activation` [..., width] per row (its last axis) for `MatMulIntegerToFloat`.
 
-    Symmetric: scale = absmax(row) / 127, so q = round(x / scale) lies in [-127, 127]; stored as uint8 with
-    a zero point of 128, so the GEMM runs u8 x s8, the form ONNX Runtime's VNNI (and AVX2) kernels take.
-    Every number of a row depends on that row only: a token's result is the same alone and in any batch.
-    One QuantizeLinear with a block as wide as the row (opset 21) does the division, rounding, shift and
-    cast in one pass over the activation.
+    Asymmetric over the row's range widened to hold 0: scale = (max - min) / 255 and zero point
+    z = round(-min / scale), so q = round(x / scale) + z lies in [0, 255] and 0 is exact. The GEMM runs
+    u8 x s8 (the form ONNX Runtime's VNNI kernels take) with no zero point of its own: ONNX Runtime
+    accepts one zero point per tensor only, so each row's z is taken out after the GEMM, as
+    z * (column sums of the weights). Every number of a row depends on that row only: a token's result
+    is the same alone and in any batch. One QuantizeLinear with a block as wide as the row (opset 21)
+    does the division, rounding, shift and cast in one pass over the activation.
 
     Returns:
-        (nodes, the uint8 tensor, the row scales [..., 1] by which the GEMM's output is multiplied).
+        (nodes, the uint8 tensor, the row scales [..., 1] by which the GEMM's output is multiplied, the
+        row zero points [..., 1] as floats).
     """
     prefix = f"{activation}_row_q"
-    highest, lowest, negated_lowest, absmax = (f"{prefix}_{n}" for n in ("max", "min", "negated_min", "absmax"))
-    scales, scales_shape, zero_points, quantized = (f"{prefix}_{n}" for n in ("scales", "shape", "zero_points", "u8"))
+    highest, lowest, top, bottom, span = (f"{prefix}_{n}" for n in ("max", "min", "top", "bottom", "span"))
+    scales, shifted, zero_points, zero_points_u8, quantized = (
+        f"{prefix}_{n}" for n in ("scales", "min_over_scale", "zero_points", "zero_points_u8", "u8")
+    )
     nodes = [
-        # max(row max, -row min) rather than the max of Abs(x): two reductions read the activation without
-        # writing an Abs copy of it (measured 2-10x faster on [8, 554, 768]).
         helper.make_node("ReduceMax", [activation, _ROW_AXES], [highest], name=f"{prefix}_ReduceMax", keepdims=1),
         helper.make_node("ReduceMin", [activation, _ROW_AXES], [lowest], name=f"{prefix}_ReduceMin", keepdims=1),
-        helper.make_node("Neg", [lowest], [negated_lowest], name=f"{prefix}_Neg"),
-        # An all-zero row would divide by zero; any positive floor gives it q = 0 and a zero result.
-        helper.make_node("Max", [highest, negated_lowest, _ABSMAX_FLOOR], [absmax], name=f"{prefix}_AbsMax"),
-        helper.make_node("Div", [absmax, _INT8_LEVELS], [scales], name=f"{prefix}_Scales"),
-        # QuantizeLinear wants a zero point of the scales' shape.
-        helper.make_node("Shape", [scales], [scales_shape], name=f"{prefix}_Shape"),
-        helper.make_node("Expand", [_ZERO_POINT, scales_shape], [zero_points], name=f"{prefix}_ZeroPoints"),
+        helper.make_node("Max", [highest, _ZERO], [top], name=f"{prefix}_Top"),
+        helper.make_node("Min", [lowest, _ZERO], [bottom], name=f"{prefix}_Bottom"),
+        helper.make_node("Sub", [top, bottom], [span], name=f"{prefix}_Span"),
+        # An all-zero row would divide by zero; any positive floor gives it q = z = 0 and a zero result.
+        helper.make_node("Max", [span, _SPAN_FLOOR], [f"{span}_floored"], name=f"{prefix}_SpanFloor"),
+        helper.make_node("Div", [f"{span}_floored", _UINT8_LEVELS], [scales], name=f"{prefix}_Scales"),
+        helper.make_node("Div", [bottom, scales], [shifted], name=f"{prefix}_MinOverScale"),
+        helper.make_node("Neg", [shifted], [f"{shifted}_negated"], name=f"{prefix}_Neg"),
+        helper.make_node("Round", [f"{shifted}_negated"], [zero_points], name=f"{prefix}_ZeroPoints"),
+        helper.make_node("Cast", [zero_points], [zero_points_u8], name=f"{prefix}_ZeroPointsU8", to=TensorProto.UINT8),
         helper.make_node(
-            "QuantizeLinear", [activation, scales, zero_points], [quantized], name=f"{prefix}_Quantize",
+            "QuantizeLinear", [activation, scales, zero_points_u8], [quantized], name=f"{prefix}_Quantize",
             axis=-1, block_size=width,
         ),
     ]
-    return nodes, quantized, scales
+    return nodes, quantized, scales, zero_points
 
 
 # Shared constants of the per-row integer graph pass (names unlikely to clash with an exporter's).
-_ROW_AXES, _ABSMAX_FLOOR, _INT8_LEVELS = "int8_row_axes", "int8_row_absmax_floor", "int8_row_levels"
-_ZERO_POINT, _UNIT_SCALE = "int8_row_zero_point", "int8_row_unit_scale"
+_ROW_AXES, _SPAN_FLOOR, _UINT8_LEVELS = "int8_row_axes", "int8_row_span_floor", "int8_row_levels"
+_ZERO, _UNIT_SCALE = "int8_row_zero", "int8_row_unit_scale"
 #: The opset of blocked QuantizeLinear (a scale per block of `block_size` along an axis).
 _ROW_QUANTIZER_OPSET = 21
 
@@ -248,8 +270,9 @@ def _quantize_graph_per_row_integer(source: Path, staging: VariantStaging, graph
     For each activation that feeds weight MatMuls (quantized once, however many MatMuls read it, e.g. the
     query, key and value projections): the row quantizer of `_row_quantizer_nodes`. Each MatMul becomes
     ONNX Runtime's `MatMulIntegerToFloat` (int32 accumulation, per-column weight scales applied in the
-    GEMM's output stage), then a Mul by the row's scale. ORT's own quantizers have no per-row activation
-    mode outside MatMulNBits, whose 8-bit kernel does not use the integer GEMM.
+    GEMM's output stage), less the row's zero point times the weights' column sums, times the row's
+    scale. ORT's own quantizers have no per-row activation mode outside MatMulNBits, whose 8-bit kernel
+    does not use the integer GEMM.
     """
     model = load_with_constants_folded(source, staging.path)
     if next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) < _ROW_QUANTIZER_OPSET:
@@ -260,13 +283,13 @@ def _quantize_graph_per_row_integer(source: Path, staging: VariantStaging, graph
     graph_proto.initializer.extend(
         [
             numpy_helper.from_array(np.array([-1], dtype=np.int64), _ROW_AXES),
-            numpy_helper.from_array(np.array(1e-30, dtype=np.float32), _ABSMAX_FLOOR),
-            numpy_helper.from_array(np.array(127.0, dtype=np.float32), _INT8_LEVELS),
-            numpy_helper.from_array(np.array(128, dtype=np.uint8), _ZERO_POINT),
+            numpy_helper.from_array(np.array(1e-30, dtype=np.float32), _SPAN_FLOOR),
+            numpy_helper.from_array(np.array(255.0, dtype=np.float32), _UINT8_LEVELS),
+            numpy_helper.from_array(np.array(0.0, dtype=np.float32), _ZERO),
             numpy_helper.from_array(np.array(1.0, dtype=np.float32), _UNIT_SCALE),
         ]
     )
-    quantized_rows: Dict[str, Tuple[str, str]] = {}
+    quantized_rows: Dict[str, Tuple[str, str, str]] = {}
     replaced_weights = set()
     rewritten: List[onnx.NodeProto] = []
     for node in graph_proto.node:
@@ -276,30 +299,33 @@ def _quantize_graph_per_row_integer(source: Path, staging: VariantStaging, graph
         activation, weight_name = node.input
         if activation not in quantized_rows:
             width = weights[weight_name].dims[0]
-            nodes, quantized, row_scales = _row_quantizer_nodes(activation, width)
+            nodes, quantized, row_scales, row_zero_points = _row_quantizer_nodes(activation, width)
             rewritten.extend(nodes)
-            quantized_rows[activation] = (quantized, row_scales)
-        quantized, row_scales = quantized_rows[activation]
+            quantized_rows[activation] = (quantized, row_scales, row_zero_points)
+        quantized, row_scales, row_zero_points = quantized_rows[activation]
         int8_name, scales_name = f"{weight_name}_int8_per_column", f"{weight_name}_column_scales"
+        column_sums = f"{weight_name}_column_sums"
         if weight_name not in replaced_weights:
             weight = numpy_helper.to_array(weights[weight_name]).astype(np.float32)
             int8_weight, scales = _per_column_int8_weights(weight, reduce_range)
-            graph_proto.initializer.extend(
-                [numpy_helper.from_array(int8_weight, int8_name), numpy_helper.from_array(scales, scales_name)]
-            )
+            sums = (int8_weight.astype(np.float64).sum(axis=0) * scales).astype(np.float32)
+            graph_proto.initializer.extend([
+                numpy_helper.from_array(int8_weight, int8_name), numpy_helper.from_array(scales, scales_name),
+                numpy_helper.from_array(sums, column_sums),
+            ])  # fmt: skip
             replaced_weights.add(weight_name)
-        unscaled = f"{node.output[0]}_per_unit_row"
+        output = node.output[0]
         rewritten += [
             helper.make_node(
-                "MatMulIntegerToFloat",
-                [quantized, int8_name, _UNIT_SCALE, scales_name, _ZERO_POINT],
-                [unscaled],
-                name=f"{node.name}_integer",
-                domain="com.microsoft",
+                "MatMulIntegerToFloat", [quantized, int8_name, _UNIT_SCALE, scales_name], [f"{output}_with_zero_points"],
+                name=f"{node.name}_integer", domain="com.microsoft",
             ),
+            helper.make_node("Mul", [row_zero_points, column_sums], [f"{output}_zero_point_share"], name=f"{node.name}_zero_point_share"),
+            helper.make_node("Sub", [f"{output}_with_zero_points", f"{output}_zero_point_share"], [f"{output}_per_unit_row"],
+                             name=f"{node.name}_zero_points_out"),
             # MatMulIntegerToFloat takes one activation scale per tensor: the rows' scales come after.
-            helper.make_node("Mul", [unscaled, row_scales], [node.output[0]], name=f"{node.name}_row_scale"),
-        ]
+            helper.make_node("Mul", [f"{output}_per_unit_row", row_scales], [output], name=f"{node.name}_row_scale"),
+        ]  # fmt: skip
     del graph_proto.node[:]
     graph_proto.node.extend(rewritten)
     still_read = {name for node in graph_proto.node for name in node.input}
@@ -313,7 +339,7 @@ def _quantize_graph_per_row_integer(source: Path, staging: VariantStaging, graph
 def quantize_gliner2(
     folder: os.PathLike | str,
     *,
-    method: str = DEFAULT_METHOD,
+    method: Optional[str] = DEFAULT_METHOD,
     block_size: int = DEFAULT_BLOCK_SIZE,
     embeddings: str = DEFAULT_EMBEDDINGS,
     per_channel: bool = True,
@@ -330,13 +356,15 @@ def quantize_gliner2(
 
     Args:
         folder: A folder written by `optimum-cli export onnx`.
-        method: One of `INT8_METHODS` (see the module docstring): `"per_row_integer"` (activations quantized
-            per row for ONNX Runtime's u8 x s8 integer GEMM, weights per output column), `"per_row"`
+        method: One of `INT8_METHODS` (see the module docstring), or None for `default_method()`: the
+            integer GEMM where this CPU runs it exactly, else MatMulNBits. `"per_row_integer"` (activations
+            quantized per row for ONNX Runtime's u8 x s8 integer GEMM, weights per output column), `"per_row"`
             (ONNX Runtime's MatMulNBits, 8-bit weights per block of `block_size`, activations per row and
             block), both batch-independent, or `"dynamic"` (Optimum's `ORTQuantizer`, one activation scale
             per padded batch; `per_channel` and `target` apply to it only).
         block_size: Weights per scale in the `"per_row"` method (a power of two, at least 16).
-        reduce_range: `"per_row_integer"` only: 7-bit weights ([-63, 63]), which AVX2 CPUs without VNNI
+        reduce_range: `"per_row_integer"` only (and with `method=None`, it picks that method): 7-bit weights
+            ([-63, 63]), which AVX2 CPUs without VNNI
             multiply exactly; with 8-bit weights their u8 x s8 kernel saturates sums of two products in
             int16 (measured with `qemu-x86_64 -cpu Haswell`). Costs answers on VNNI CPUs (see the README).
         embeddings: How the word-embedding table is stored, one of `EMBEDDING_STORAGES`. The default,
@@ -363,6 +391,8 @@ def quantize_gliner2(
         >>> model = ORTModelForGLiNER2.from_pretrained("gliner2-onnx/", precision="int8")
         ```
     """
+    # 7-bit weights only exist for the integer GEMM: asking for them picks it.
+    method = method or ("per_row_integer" if reduce_range else default_method())
     if embeddings not in EMBEDDING_STORAGES:
         raise ValueError(f"embeddings must be one of {EMBEDDING_STORAGES}, got {embeddings!r}.")
     if method not in INT8_METHODS:
@@ -407,7 +437,9 @@ def quantize_gliner2(
             recipe = {
                 "tool": "optimum_gliner2 graph pass: onnxruntime MatMulIntegerToFloat (u8 x s8)",
                 "weights": f"Linear MatMul weights int{7 if reduce_range else 8}, symmetric, one scale per output column",
-                "activations": "int8 symmetric per row (token), at run time, as uint8 with zero point 128",
+                "activations": "uint8 per row (token), asymmetric: a scale and zero point per row, at run time",
+                # Read by the runtime: 8-bit weights saturate ORT's u8 x s8 GEMM on x86 without VNNI.
+                "integer_gemm_weight_bits": 7 if reduce_range else 8,
             }
         else:
             recipe = {

@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 import onnxruntime as ort
 
+from optimum_gliner2.bundle.cpu import full_range_integer_gemm_is_exact
 from optimum_gliner2.bundle.format import BOUNDARY, SPAN, GLiNER2OnnxBundle
 from optimum_gliner2.errors import GLiNER2LoadError
 from optimum_gliner2.runtime.backend import CandidateScores, RecordScores
@@ -143,6 +144,7 @@ class OnnxBackend:
         self.bundle = bundle
         self.hidden_size = bundle.hidden_size
         self.providers = resolve_providers(providers)
+        _check_integer_gemm_is_exact_here(bundle)
         self.sessions: Dict[str, ort.InferenceSession] = {}
         session_options = _without_spinning_by_default(session_options)
         for graph in bundle.graph_names:
@@ -328,6 +330,28 @@ def onnx_backend(bundle: GLiNER2OnnxBundle, **session_arguments: Any) -> OnnxBac
     """
     backend_class = OnnxBoundaryBackend if bundle.architecture == BOUNDARY else OnnxSpanBackend
     return backend_class(bundle, **session_arguments)
+
+
+def _check_integer_gemm_is_exact_here(bundle: GLiNER2OnnxBundle) -> None:
+    """Refuse a variant whose u8 x s8 GEMM would saturate on this CPU rather than answer with drift.
+
+    Raises:
+        GLiNER2LoadError: If the variant was made with `method="per_row_integer"` and 8-bit weights and this
+            is an x86 CPU without VNNI (`optimum_gliner2.bundle.cpu`).
+    """
+    recipe = bundle.recipe
+    if recipe.get("method") != "per_row_integer":
+        return
+    # Recipes written before the field was recorded name the width in their "weights" line.
+    bits = recipe.get("integer_gemm_weight_bits", 7 if "int7" in str(recipe.get("weights", "")) else 8)
+    if bits == 8 and not full_range_integer_gemm_is_exact():
+        raise GLiNER2LoadError(
+            f"The {bundle.precision!r} variant of {bundle.folder} multiplies uint8 activations by 8-bit weights "
+            '(method="per_row_integer"), which this CPU (x86 without VNNI) adds with saturation: its answers would '
+            f"drift. Load another precision, or make an INT8 variant for this CPU: `python -m optimum_gliner2.variants "
+            f"{bundle.folder} --int8` run here, or `--int8-method per_row_integer --int8-reduce-range` (7-bit weights) "
+            "on any machine."
+        )
 
 
 ALLOW_SPINNING = "session.intra_op.allow_spinning"
