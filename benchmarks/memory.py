@@ -4,9 +4,10 @@ Two measurements, each in a fresh child process so that no measurement's memory 
 inflates another's:
 
 - Loading and one batch: gliner2's PyTorch `GLiNER2` against the torch-free ORT FP32 runtime
-  (`GLiNER2ONNXRuntime`, its default session options), the same runtime with ONNX Runtime's memory
-  patterns back on (the default before they were turned off) and, when the export has one, the INT8
-  variant. Loaded, then
+  (`GLiNER2ONNXRuntime`, its default session options: one process-wide CPU arena that grows by what is
+  asked), the same runtime with ONNX Runtime's memory patterns back on (and an arena per session), with an
+  arena per session that grows by doubling (ONNX Runtime's default), with no CPU arena and, when the export
+  has one, the INT8 variant. Loaded, then
   `batch_extract_entities` on 8 texts of ~512 tokens each (5 labels, batch_size 8), then
   `extract_entities_long` on a 3,000-word document. Reported: RSS after import and after loading, and the
   peak RSS after loading, after the batch and after the long document. On the full-size replica
@@ -140,10 +141,14 @@ def child(spec: Dict[str, Any]) -> Dict[str, Any]:
 
         figures["rss_after_import_mb"] = rss_mb()
         session_options = None
-        if spec.get("mem_pattern"):
-            # ONNX Runtime's own defaults (patterns on), spinning off as the runtime does by default.
+        if spec.get("sessions", "defaults") != "defaults":
+            # The runtime's defaults but one (spinning stays off: the runtime adds that to any options).
             session_options = ort.SessionOptions()
             session_options.log_severity_level = 3
+            session_options.enable_mem_pattern = spec["sessions"] == "memory patterns"
+            # "own arenas": each session's arena, growing by doubling chunks (ONNX Runtime's default, and ours
+            # before the shared arena); "no arena": every tensor malloc'd and freed.
+            session_options.enable_cpu_mem_arena = spec["sessions"] != "no arena"
         model = GLiNER2ONNXRuntime.from_pretrained(
             spec["model_dir"], precision=spec.get("precision", "fp32"), session_options=session_options
         )
@@ -190,7 +195,9 @@ def measure(model: str, long_words: Sequence[int], skip_batch: bool) -> Dict[str
         specs = [
             {"label": "PyTorch gliner2 FP32", "kind": "pytorch", "model_dir": str(prepared.checkpoint)},
             {"label": "ORT FP32 (runtime defaults)", "kind": "ort", "model_dir": str(prepared.onnx_dir)},
-            {"label": "ORT FP32, memory patterns on", "kind": "ort", "model_dir": str(prepared.onnx_dir), "mem_pattern": True},
+            {"label": "ORT FP32, memory patterns on (an arena per session)", "kind": "ort", "model_dir": str(prepared.onnx_dir), "sessions": "memory patterns"},
+            {"label": "ORT FP32, an arena per session", "kind": "ort", "model_dir": str(prepared.onnx_dir), "sessions": "own arenas"},
+            {"label": "ORT FP32, no CPU arena", "kind": "ort", "model_dir": str(prepared.onnx_dir), "sessions": "no arena"},
         ]
         if "int8" in prepared.variants():
             specs.append({"label": "ORT INT8 (runtime defaults)", "kind": "ort", "model_dir": str(prepared.onnx_dir), "precision": "int8"})

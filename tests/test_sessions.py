@@ -6,18 +6,31 @@ import numpy as np
 import onnxruntime as ort
 
 from optimum_gliner2.runtime import GLiNER2ONNXRuntime
-from optimum_gliner2.runtime.onnx.sessions import ALLOW_SPINNING
+from optimum_gliner2.runtime.onnx.sessions import ALLOW_SPINNING, USE_ENV_ALLOCATORS
+
+
+def _config_entries(model: GLiNER2ONNXRuntime, key: str) -> set:
+    entries = set()
+    for session in model.backend.sessions.values():
+        try:
+            entries.add(session.get_session_options().get_session_config_entry(key))
+        except RuntimeError:  # not set
+            entries.add(None)
+    return entries
 
 
 def _spinning(model: GLiNER2ONNXRuntime) -> set:
-    return {
-        session.get_session_options().get_session_config_entry(ALLOW_SPINNING)
-        for session in model.backend.sessions.values()
-    }
+    return _config_entries(model, ALLOW_SPINNING)
 
 
 def test_spinning_is_off_by_default(exported_dirs):
     assert _spinning(GLiNER2ONNXRuntime.from_pretrained(exported_dirs["deberta_lstm"])) == {"0"}
+
+
+def test_default_sessions_share_the_process_cpu_arena_and_a_callers_keep_their_own(exported_dirs):
+    folder = exported_dirs["deberta_lstm"]
+    assert _config_entries(GLiNER2ONNXRuntime.from_pretrained(folder), USE_ENV_ALLOCATORS) == {"1"}
+    assert _config_entries(GLiNER2ONNXRuntime.from_pretrained(folder, session_options=ort.SessionOptions()), USE_ENV_ALLOCATORS) == {None}
 
 
 def test_caller_session_options_are_kept(exported_dirs):
