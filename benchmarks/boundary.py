@@ -63,8 +63,9 @@ def parse_args(argv: List[str] | None = None) -> argparse.Namespace:
 
 
 def prepare(args: argparse.Namespace) -> Dict[str, Prepared]:
-    """Build, export and quantize both models (cached); only the INT8 step of the variant tool runs."""
-    models.VARIANT_STEPS = tuple(step for step in models.VARIANT_STEPS if step[0] == "quantize_int8")
+    """Build, export and quantize both models (cached); only the INT8 steps of the variant tool run (the
+    default method and the integer-GEMM one)."""
+    models.VARIANT_STEPS = tuple(step for step in models.VARIANT_STEPS if step[0].startswith("quantize_int8"))
     return {
         architecture: models.prepare(args.model_variants[architecture], args.tokenizer, args.skip_export)
         for architecture in ARCHITECTURES
@@ -98,16 +99,17 @@ def main(argv: List[str] | None = None) -> None:
     prepared = prepare(args)
     impls = []
     for architecture in ARCHITECTURES:
-        precisions = prepared[architecture].variants()
-        int8 = next((name for name in precisions if models.variant_category(name) == "int8"), None)
+        int8_variants = sorted(name for name in prepared[architecture].variants() if models.variant_category(name) == "int8")
         impls.append(load(architecture, "pytorch", "fp32", prepared[architecture]))
         impls.append(load(architecture, "ort", "fp32", prepared[architecture]))
-        if int8:
-            impls.append(load(architecture, "ort", int8, prepared[architecture]))
-        else:
+        for precision in int8_variants:
+            impls.append(load(architecture, "ort", precision, prepared[architecture]))
+        if not int8_variants:
             log(f"{architecture}: no INT8 variant was made; INT8 not measured")
 
     workloads = build_workloads(args.batch_texts, args.latency_texts, args.long_words)
+    machine["load_average_before"] = report.load_average()
+    machine["started_utc"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
     results: Dict[str, Any] = {}
     for kind, name in MEASURED:
         workload: Workload = workloads[kind][name]
@@ -117,6 +119,7 @@ def main(argv: List[str] | None = None) -> None:
             "description": workload.description,
             "median_s": {key: summarize(values)["median_s"] for key, values in samples.items()},
         }
+    machine["load_average_after"] = report.load_average()
     write_report(args, machine, impls, results)
 
 
@@ -129,14 +132,21 @@ def _ratio(medians: Dict[str, float], slower: str, faster: str) -> str:
 def write_report(args: argparse.Namespace, machine: Dict[str, Any], impls: List[Any], results: Dict[str, Any]) -> None:
     """benchmarks/results/boundary.{json,md}: medians and the ratios that answer the issue."""
     keys = [impl.spec.key for impl in impls]
-    int8 = {arch: next((k for k in keys if k.startswith(f"{arch}-ort-") and k != f"{arch}-ort-fp32"), "") for arch in ARCHITECTURES}
+    int8_precisions = sorted({impl.spec.precision for impl in impls if impl.spec.kind != "pytorch" and impl.spec.precision != "fp32"})
+    # (column title, slower implementation, faster implementation)
+    ratio_columns = [("2.5 ORT FP32 vs PyTorch", "boundary-pytorch", "boundary-ort-fp32")]
+    ratio_columns += [(f"2.5 ORT {p.upper()} vs PyTorch", "boundary-pytorch", f"boundary-ort-{p}") for p in int8_precisions]
+    ratio_columns += [("span ORT FP32 vs PyTorch", "span-pytorch", "span-ort-fp32")]
+    ratio_columns += [(f"span ORT {p.upper()} vs PyTorch", "span-pytorch", f"span-ort-{p}") for p in int8_precisions]
+    ratio_columns += [("PyTorch span/2.5", "span-pytorch", "boundary-pytorch"), ("ORT FP32 span/2.5", "span-ort-fp32", "boundary-ort-fp32")]
     lines = [
         "# GLiNER2.5 (boundary) vs span, ONNX Runtime vs gliner2 PyTorch",
         "",
         f"`python -m benchmarks.boundary{' --quick' if args.quick else ''}`; models: span = `{args.model_variants['span']}`, "
         f"2.5 = `{args.model_variants['boundary']}` (tests/support/checkpoint_factory.py), {THREADS} threads each.",
         "",
-        f"Machine: {report.machine_line(machine)}",
+        f"Machine: {report.machine_line(machine)}. Started {machine['started_utc']} UTC; load average before "
+        f"{machine['load_average_before']}, after {machine['load_average_after']}.",
         "",
         "Median seconds per call:",
         "",
@@ -148,19 +158,15 @@ def write_report(args: argparse.Namespace, machine: Dict[str, Any], impls: List[
         lines.append(f"| {workload} ({entry['description']}) | " + " | ".join(f"{medians[k]:.4f}" for k in keys) + " |")
     lines += [
         "",
-        "Ratios (PyTorch time / ORT time, so > 1 means ORT is faster; last two columns: span time / 2.5 time):",
+        "Ratios (PyTorch time / ORT time, so > 1 means ORT is faster; last two columns: span time / 2.5 time). "
+        "INT8 is the variant tool's default method; INT8_INTEGER is `method=\"per_row_integer\"` (u8 x s8 integer GEMM):",
         "",
-        "| workload | 2.5 ORT FP32 vs PyTorch | 2.5 ORT INT8 vs PyTorch | span ORT FP32 vs PyTorch | span ORT INT8 vs PyTorch | PyTorch span/2.5 | ORT FP32 span/2.5 |",
-        "|---|---|---|---|---|---|---|",
+        "| workload | " + " | ".join(title for title, _, _ in ratio_columns) + " |",
+        "|---|" + "---|" * len(ratio_columns),
     ]
     for workload, entry in results.items():
         medians = entry["median_s"]
-        lines.append(
-            f"| {workload} | {_ratio(medians, 'boundary-pytorch', 'boundary-ort-fp32')} | "
-            f"{_ratio(medians, 'boundary-pytorch', int8['boundary'])} | {_ratio(medians, 'span-pytorch', 'span-ort-fp32')} | "
-            f"{_ratio(medians, 'span-pytorch', int8['span'])} | {_ratio(medians, 'span-pytorch', 'boundary-pytorch')} | "
-            f"{_ratio(medians, 'span-ort-fp32', 'boundary-ort-fp32')} |"
-        )
+        lines.append(f"| {workload} | " + " | ".join(_ratio(medians, slower, faster) for _, slower, faster in ratio_columns) + " |")
     args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / "boundary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (args.output_dir / "boundary.json").write_text(

@@ -131,13 +131,15 @@ def _export(prepared: Prepared) -> None:
 #: optimization of the full-size encoder peaks near 19 GB) cannot take the other down with it.
 VARIANT_STEPS: Tuple[Tuple[str, str, Tuple[str, ...], Dict[str, Any]], ...] = (
     ("quantize_int8", "INT8", ("quantize_gliner2",), {}),
+    # The integer-GEMM method, the one that uses VNNI (issue 17): measured beside the default.
+    ("quantize_int8_integer", "INT8 integer GEMM", ("quantize_gliner2",), {"method": "per_row_integer", "variant": "int8_integer"}),
     ("optimize_O2", "FP32 optimized", ("optimize_gliner2",), {"level": "O2"}),
 )
 #: Peak RSS of a step / FP32 encoder file size, measured on the full-size export (1.11 GB encoder):
 #: quantize_gliner2 ~5.7 GB, optimize_gliner2(level="O2") ~19 GB (OOM-killed twice on a 24 GB
 #: machine). A step is skipped, with a note, when the machine has clearly less memory available,
 #: rather than have the kernel's OOM killer pick a process, possibly someone else's.
-VARIANT_MEMORY_FACTOR = {"quantize_int8": 5.5, "optimize_O2": 17.5}
+VARIANT_MEMORY_FACTOR = {"quantize_int8": 5.5, "quantize_int8_integer": 5.5, "optimize_O2": 17.5}
 
 
 def _available_memory_bytes() -> Optional[int]:

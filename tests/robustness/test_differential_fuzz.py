@@ -8,6 +8,8 @@ modules gives gliner2's exact answer and every ONNX stage agrees with those modu
 marker strings: they are data, compared against gliner2 like any word. CI runs a bounded,
 derandomized 200 examples on a span fixture and 100 on a GLiNER2.5 (boundary) fixture;
 `FUZZ_EXAMPLES=5000 make test-all` (or pytest on this file) runs more (half as many on boundary).
+Long runs can be split into shards, one per core: `FUZZ_THREADS=1` gives each shard's PyTorch and ONNX
+Runtime one thread, and `--hypothesis-seed=N` a stream of examples of its own.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from tests.support.torch_backend import (RecordingBackend, TorchBackend, diverge
                                          gliner2_without_token_boundaries_crash)
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
+THREADS = int(os.environ.get("FUZZ_THREADS", "0"))  # 0: the libraries' defaults
 WORDS = ["Apple", "Tim", "Cook", "Paris", "2023", "iPhone", "email", "help@example.com", "https://x.org/a?b=1",
          "@handle", "co-founder", "北京", "東京", "🙂", "naïve", "İstanbul", "straße", "$29.99", "#12345"]
 # Near misses of gliner2's marker tokens: they must be treated as ordinary text by both models.
@@ -157,14 +160,28 @@ def test_boundary_onnx_runtime_never_diverges_from_gliner2(boundary_fuzz_models,
         _check_against_gliner2(*boundary_fuzz_models, batch, spec, threshold, include)
 
 
+def _onnx_runtime(folder) -> GLiNER2ONNXRuntime:
+    if not THREADS:
+        return GLiNER2ONNXRuntime.from_pretrained(folder)
+    import onnxruntime
+    import torch
+
+    torch.set_num_threads(THREADS)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = THREADS
+    options.inter_op_num_threads = 1
+    options.enable_mem_pattern = False  # as the runtime's own defaults
+    return GLiNER2ONNXRuntime.from_pretrained(folder, session_options=options)
+
+
 @pytest.fixture(scope="module")
 def fuzz_models(torch_models, exported_dirs):
-    return torch_models["deberta_lstm_v2"], GLiNER2ONNXRuntime.from_pretrained(exported_dirs["deberta_lstm_v2"])
+    return torch_models["deberta_lstm_v2"], _onnx_runtime(exported_dirs["deberta_lstm_v2"])
 
 
 @pytest.fixture(scope="module")
 def boundary_fuzz_models(boundary_models, boundary_exported_dirs):
-    return boundary_models["boundary"], GLiNER2ONNXRuntime.from_pretrained(boundary_exported_dirs["boundary"])
+    return boundary_models["boundary"], _onnx_runtime(boundary_exported_dirs["boundary"])
 
 
 # Found by the fuzz at 10,000 examples: gliner2 answers ";;" (91-93) first, the runtime "{ÀoÀ Ü;;" (84-92).
