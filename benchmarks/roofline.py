@@ -8,8 +8,8 @@ the shapes of `int8_encoder` and `fused_attention`):
    attention (Q K^T, probabilities x V) and DeBERTa's relative-position terms. The fused and INT8 encoders compute
    the same products, so their achieved GFLOPS are taken against the same count.
 2. The encoder sessions are timed alone on those inputs: the plain FP32 export, the `fused` variant
-   (`fuse_attention_gliner2`), the default INT8 variant (`quantize_gliner2(folder)`, MatMulNBits) and the
-   `per_row_integer` INT8 variant (integer GEMM), interleaved with four one-node GEMM graphs of 832 x 768 by
+   (`fuse_attention_gliner2`), and both INT8 methods `quantize_gliner2` may pick by default: `per_row`
+   (MatMulNBits) and `per_row_integer` (integer GEMM), interleaved with four one-node GEMM graphs of 832 x 768 by
    768 x 3072 (8 x 104 tokens through a feed-forward layer): FP32 MatMul, u8 x s8 MatMulInteger,
    DynamicQuantizeMatMul and 8-bit MatMulNBits. The FP32 MatMul is the FP32 roof and the faster of MatMulInteger
    and DynamicQuantizeMatMul the INT8 roof: what ONNX Runtime's GEMMs reach on this CPU, with these threads, in
@@ -130,7 +130,7 @@ def gemm_benchmarks(shape: Tuple[int, int, int] = GEMM_SHAPE) -> Dict[str, GemmB
     FP32 MatMul is the FP32 roof. MatMulInteger multiplies an activation already in uint8 by int8 weights (the
     integer kernel alone); DynamicQuantizeMatMul adds the activation's quantization (what ORT's dynamic INT8
     graphs run): the faster of the two is the INT8 roof. MatMulNBits with 8-bit weights and accuracy level 4 is
-    the op of the default INT8 variant (`method="per_row"`).
+    the op of the `per_row` INT8 variant (the default on x86 without VNNI).
     """
     from onnx import TensorProto, helper, numpy_helper
     from optimum_gliner2.variants.int8 import matmul_nbits_quantizer_module
@@ -417,15 +417,15 @@ def kernel_findings(result: Mapping[str, Any]) -> List[str]:
         f"The INT8 roof ({gemm[result['roofs']['int8']]['label']}) is {int8_roof / fp32_roof:.2f}x the FP32 roof: an INT8 "
         f"encoder's speed over the FP32 one if both ran every counted FLOP at their roof."
     ]
-    # Upper bound on the default INT8 encoder's speed-up: its Linear layers alone at MatMulNBits's measured rate,
+    # Upper bound on the per_row INT8 encoder's speed-up: its Linear layers alone at MatMulNBits's measured rate,
     # every other op free, against the FP32 encoder's whole measured call.
     bounds = []
     for name, row in result["workloads"].items():
         linear_seconds = row["flops"]["by_kind"]["linear"] / (blockwise * 1e9)
         bounds.append(f"{name} {row['encoders']['fp32']['median_ms'] / 1000 / linear_seconds:.2f}x")
     lines.append(
-        f"MatMulNBits, the default INT8 variant's op, ran at {blockwise:.1f} GOPS, {blockwise / fp32_roof:.2f}x the FP32 "
-        f"MatMul. Its Linear layers alone at that rate, everything else free, bound the default INT8 encoder's speed "
+        f"MatMulNBits, the `per_row` INT8 variant's op (the default on x86 without VNNI), ran at {blockwise:.1f} GOPS, {blockwise / fp32_roof:.2f}x the FP32 "
+        f"MatMul. Its Linear layers alone at that rate, everything else free, bound the `per_row` INT8 encoder's speed "
         f"over the FP32 encoder to: {', '.join(bounds)} (at the micro-benchmark's 832 rows)."
     )
     return lines

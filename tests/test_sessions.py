@@ -6,7 +6,7 @@ import numpy as np
 import onnxruntime as ort
 
 from optimum_gliner2.runtime import GLiNER2ONNXRuntime
-from optimum_gliner2.runtime.onnx.sessions import ALLOW_SPINNING, USE_ENV_ALLOCATORS
+from optimum_gliner2.runtime.onnx.sessions import ALLOW_SPINNING, ARENA_SHRINKAGE, USE_ENV_ALLOCATORS
 
 
 def _config_entries(model: GLiNER2ONNXRuntime, key: str) -> set:
@@ -31,6 +31,33 @@ def test_default_sessions_share_the_process_cpu_arena_and_a_callers_keep_their_o
     folder = exported_dirs["deberta_lstm"]
     assert _config_entries(GLiNER2ONNXRuntime.from_pretrained(folder), USE_ENV_ALLOCATORS) == {"1"}
     assert _config_entries(GLiNER2ONNXRuntime.from_pretrained(folder, session_options=ort.SessionOptions()), USE_ENV_ALLOCATORS) == {None}
+
+
+def test_encoder_runs_hand_the_cpu_arenas_free_regions_back(exported_dirs):
+    model = GLiNER2ONNXRuntime.from_pretrained(exported_dirs["deberta_lstm"])
+    seen = {}
+    for graph, session in model.backend.sessions.items():
+        run = session.run
+
+        def recording_run(outputs, feeds, run_options=None, graph=graph, run=run):
+            seen[graph] = None if run_options is None else run_options.get_run_config_entry(ARENA_SHRINKAGE)
+            return run(outputs, feeds, run_options)
+
+        session.run = recording_run
+    model.extract_entities("Tim Cook is the chief executive officer of Apple Inc.", ["person", "company"])
+    # The encoder's working memory is the call's peak; the heads' is small, and they keep their regions.
+    assert seen.pop("encoder") == "cpu:0"
+    assert seen and set(seen.values()) == {None}
+
+
+def test_caller_session_options_without_a_cpu_arena_run_without_shrinking_it(exported_dirs):
+    options = ort.SessionOptions()
+    options.enable_cpu_mem_arena = False  # ONNX Runtime raises when asked to shrink an arena it does not have
+    model = GLiNER2ONNXRuntime.from_pretrained(exported_dirs["deberta_lstm"], session_options=options)
+    text = "Tim Cook is the chief executive officer of Apple Inc."
+    assert model.extract_entities(text, ["person", "company"]) == GLiNER2ONNXRuntime.from_pretrained(
+        exported_dirs["deberta_lstm"]
+    ).extract_entities(text, ["person", "company"])
 
 
 def test_caller_session_options_are_kept(exported_dirs):

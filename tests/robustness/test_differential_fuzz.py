@@ -130,12 +130,31 @@ def _check_against_gliner2(torch_model, onnx_model, batch, spec, threshold, incl
         # A near-tie (two overlapping spans 1e-7 apart, a score at the threshold) can flip with float
         # rounding. That is no port bug when the host code on gliner2's own modules gives gliner2's
         # answer and every ONNX stage output agrees with those modules to float precision.
-        cause = divergence_beyond_float_noise(torch_model, onnx_model, lambda model: _run(model, batch, spec, threshold, include), expected)
+        call = lambda model, texts=batch: _run(model, texts, spec, threshold, include)  # noqa: E731
+        cause = divergence_beyond_float_noise(torch_model, onnx_model, call, expected)
         if cause is None:
             event("answer flipped by a float near-tie")
             return
+        if gliner2_answer_moved_with_its_batch(torch_model, call, batch, actual):
+            event("gliner2's float32 answer moved with its batch; ours is its answer alone and in float64")
+            return
         difference = f"{difference}\n{cause}"
     assert difference is None, f"{difference}\ntexts={batch!r}"
+
+
+def gliner2_answer_moved_with_its_batch(torch_model, call, batch, actual) -> bool:
+    """Whether the answers part because gliner2's own float32 answer depends on the batch a text is padded in.
+
+    A text's answer should not depend on its neighbours; padding only changes GEMM shapes, and so the last bits
+    of gliner2's float32 numbers, which can flip a near-tie. The runtime's answer is batch-independent by
+    design. The excuse holds only when both references agree with ours: gliner2 on each text alone (float32),
+    and gliner2 in float64 on the same batch.
+    """
+    alone = [call(torch_model, [text])[0] for text in batch]
+    if first_difference(alone, actual) is not None:
+        return False
+    in_float64 = copy.deepcopy(torch_model).double()
+    return first_difference(call(in_float64), actual) is None
 
 
 _FUZZ_SETTINGS = dict(deadline=None, derandomize=EXAMPLES <= 200, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -237,3 +256,36 @@ def test_float_noise_excuse_catches_host_and_graph_differences(fuzz_models):
     assert "host code" in divergence_beyond_float_noise(torch_model, onnx_model, _near_tie_call, moved)
     nudged = GLiNER2Pipeline(_NudgedBackend(onnx_model.engine.backend), onnx_model.engine.preprocessor.tokenizer)
     assert "score_spans differs" in divergence_beyond_float_noise(torch_model, nudged, _near_tie_call, expected)
+
+
+# Found by the GLiNER2.5 fuzz at 10,000 examples (seed 2): in this batch of 3 (with the longer third text),
+# gliner2 decodes 182 `deal` records for the second text; alone, or in float64, it decodes 183, as the runtime
+# does alone and in any batch.
+BATCH_NOISE_TEXTS = [
+    "Apple Apple  Apple Apple\nApple\tApple\r\nApple\n",
+    "abaabbbbbaababbaaabbbaabaabababaaababbaaaaaabbabbaababbaaabbbabbaab ))); email\r\n?\t:').?(\r\n",
+    "[EXAMPLE]\tco-founder [E]\t_(!(\r\n[SEP_TEXT\r\nè \xa0straße\tbababbbaabaabbbaaababbaabbbbbaabbaaabbabbbbaaabbbabaaaabbabaaabbbb "
+    "straße\t[SEP_TEXT] \xa0¬  abababaabbbbbabbbbbaaaaabbabaaaabaaabababababbbabbaaabbbabbabbbaababbbbaaa [ P ]\tApple ",
+]
+BATCH_NOISE_SPEC = {
+    "entities": ["Ż", "person"], "relations": ["works_for", "born_in"], "item": (["𤎉ęÄªUţŠøĻk", "e-mail"], 0.4),
+    "deal": ("latent", [("str", "one_or_more", False), ("list", "one_or_more", True), ("str", "optional_one", False)],
+             ["ㅠ𨽶ĸþćĕŧ秋", "Ŀcç𖦴ƊçfÂq", "YřĪżśŉ"]),
+}  # fmt: skip
+
+
+def _batch_noise_call(model, texts=BATCH_NOISE_TEXTS):
+    return _run(model, texts, BATCH_NOISE_SPEC, 0.4, False)
+
+
+def test_gliner2_batch_noise_excuse_holds_on_the_reported_case_and_nowhere_else(boundary_fuzz_models):
+    torch_model, onnx_model = boundary_fuzz_models
+    with gliner2_without_token_boundaries_crash():
+        ours = _batch_noise_call(onnx_model)
+        assert len(ours[1]["deal"]) > 100
+        assert ours[1] == _batch_noise_call(onnx_model, [BATCH_NOISE_TEXTS[1]])[0]  # the same alone
+        assert gliner2_answer_moved_with_its_batch(torch_model, _batch_noise_call, BATCH_NOISE_TEXTS, ours)
+        # One record fewer is gliner2's batched float32 answer on some CPUs; it is neither reference's answer.
+        fewer = copy.deepcopy(ours)
+        fewer[1]["deal"].pop()
+        assert not gliner2_answer_moved_with_its_batch(torch_model, _batch_noise_call, BATCH_NOISE_TEXTS, fewer)
