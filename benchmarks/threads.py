@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from benchmarks import models, report  # noqa: E402
+from benchmarks import int8_encoder, models, report  # noqa: E402
 from benchmarks.base import BENCH_DIR, ImplSpec, log  # noqa: E402
 from benchmarks.measure import measure_interleaved, summarize  # noqa: E402
 from benchmarks.models import GLiNER2APIImplementation  # noqa: E402
@@ -70,7 +70,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny fixture, few repetitions")
     parser.add_argument("--repeats", type=int, default=None, help="interleaved repetitions (default 3, --quick 1)")
-    parser.add_argument("--precisions", default="fp32,int8_integer", help="variants to measure, when the export has them")
+    parser.add_argument("--precisions", default="fp32,int8_per_row_integer",
+                        help="variants to measure, when the export has them (the full-size int8_per_row_integer is made if missing)")
     parser.add_argument("--output-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     repeats = args.repeats or (1 if args.quick else 3)
@@ -78,7 +79,10 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     machine = report.machine_description()
     usable = machine["usable_cpus"]
-    prepared = models.prepare("deberta_lstm" if args.quick else "full", "benchmark", skip_export=True)
+    if args.quick:
+        prepared = models.prepare("deberta_lstm", "benchmark", skip_export=True)
+    else:
+        prepared = int8_encoder.prepare(["per_row_integer"])
     available = prepared.variants()
     precisions = [p for p in args.precisions.split(",") if p in available]
     counts = thread_counts(usable)
