@@ -145,13 +145,11 @@ def write_report(args: argparse.Namespace, machine: Dict[str, Any], impls: List[
         f"`python -m benchmarks.boundary{' --quick' if args.quick else ''}`; models: span = `{args.model_variants['span']}`, "
         f"2.5 = `{args.model_variants['boundary']}` (tests/support/checkpoint_factory.py), {THREADS} threads each.",
         "",
-        f"Machine: {report.machine_line(machine)}. Started {machine['started_utc']} UTC; load average before "
-        f"{machine['load_average_before']}, after {machine['load_average_after']}.",
+        f"{report.machine_and_load_line(machine)} Started {machine['started_utc']} UTC.",
         "",
         "Median seconds per call:",
         "",
-        "| workload | " + " | ".join(impl.spec.label for impl in impls) + " |",
-        "|---|" + "---|" * len(impls),
+        *report.markdown_table_head("workload", [impl.spec.label for impl in impls]),
     ]
     for workload, entry in results.items():
         medians = entry["median_s"]
@@ -161,8 +159,7 @@ def write_report(args: argparse.Namespace, machine: Dict[str, Any], impls: List[
         "Ratios (PyTorch time / ORT time, so > 1 means ORT is faster; last two columns: span time / 2.5 time). "
         "INT8 is the variant tool's default method; INT8_INTEGER is `method=\"per_row_integer\"` (u8 x s8 integer GEMM):",
         "",
-        "| workload | " + " | ".join(title for title, _, _ in ratio_columns) + " |",
-        "|---|" + "---|" * len(ratio_columns),
+        *report.markdown_table_head("workload", [title for title, _, _ in ratio_columns]),
     ]
     for workload, entry in results.items():
         medians = entry["median_s"]

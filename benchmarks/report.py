@@ -103,6 +103,17 @@ def machine_line(machine: Dict[str, Any]) -> str:
             f"{machine['memory_gb']} GB RAM, {machine['os']}")
 
 
+def machine_and_load_line(machine: Dict[str, Any]) -> str:
+    """`machine_line` with the load averages a benchmark stored in `machine` before and after its run."""
+    return (f"Machine: {machine_line(machine)}. Load average before {machine['load_average_before']}, "
+            f"after {machine['load_average_after']}.")
+
+
+def markdown_table_head(first: str, columns: Sequence[str]) -> List[str]:
+    """The header and rule lines of a markdown table."""
+    return [f"| {first} | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+
+
 def load_average() -> Optional[List[float]]:
     try:
         return [round(x, 2) for x in os.getloadavg()]

@@ -109,14 +109,12 @@ def main(argv: Optional[List[str]] = None) -> None:
         f"`python -m benchmarks.threads{' --quick' if args.quick else ''}`; model: "
         f"{'tiny deberta_lstm fixture' if args.quick else 'full-size replica (gliner2-multi-v1 dims)'}; started {started} UTC.",
         "",
-        f"Machine: {report.machine_line(machine)}. Load average before {machine['load_average_before']}, "
-        f"after {machine['load_average_after']}. ONNX Runtime's default intra-op pool: one thread per physical core.",
+        f"{report.machine_and_load_line(machine)} ONNX Runtime's default intra-op pool: one thread per physical core.",
         "",
         f"Seconds per call (p50 of single-text calls, median of batch calls of {batch_texts} texts, batch_size 8); in brackets, "
         "the 1-thread time / this time:",
         "",
-        "| workload | " + " | ".join(impl.spec.label for impl in impls) + " |",
-        "|---|" + "---|" * len(impls),
+        *report.markdown_table_head("workload", [impl.spec.label for impl in impls]),
     ]
     for workload, entry in results.items():
         seconds = entry["seconds"]
