@@ -146,7 +146,7 @@ class OnnxBackend:
         self.providers = resolve_providers(providers)
         _check_integer_gemm_is_exact_here(bundle)
         self.sessions: Dict[str, ort.InferenceSession] = {}
-        session_options = _without_spinning_by_default(session_options)
+        session_options = _with_runtime_defaults(session_options)
         # ONNX Runtime refuses to shrink an arena that the sessions do not have.
         provider_names = [provider if isinstance(provider, str) else provider[0] for provider in self.providers]
         has_cpu_arena = session_options.enable_cpu_mem_arena and "CPUExecutionProvider" in provider_names
@@ -408,7 +408,7 @@ def _share_exactly_growing_cpu_arena() -> bool:
     return _shared_arena_registered
 
 
-def _without_spinning_by_default(session_options: Optional[ort.SessionOptions]) -> ort.SessionOptions:
+def _with_runtime_defaults(session_options: Optional[ort.SessionOptions]) -> ort.SessionOptions:
     """`session_options` (or new defaults) with intra-op spinning off unless the caller set it.
 
     A call runs four sessions one after another, each with its own thread pool; with spinning on, the
