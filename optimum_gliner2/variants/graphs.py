@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Set
 
 import numpy as np
 import onnx
@@ -203,3 +203,46 @@ def _lookup_output_type(node: onnx.NodeProto, graph: onnx.GraphProto) -> int:
     if node.op_type == "Gather":
         return next(init.data_type for init in graph.initializer if init.name == node.input[0])
     return TensorProto.FLOAT  # DequantizeLinear and GatherBlockQuantized of our FP32 scales
+
+
+def _referenced_names(graph: onnx.GraphProto) -> Set[str]:
+    """Every tensor name the nodes of `graph` read, subgraphs (If/Loop bodies) included."""
+    names = set()
+    for node in graph.node:
+        names.update(node.input)
+        for attribute in node.attribute:
+            for subgraph in [attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else attribute.graphs:
+                names |= _referenced_names(subgraph)
+    return names
+
+
+def remove_unused_nodes(model: onnx.ModelProto) -> int:
+    """Drop the nodes no graph output depends on, and the initializers and value infos left unread.
+
+    Args:
+        model: An ONNX model, modified in place (its nodes must be in topological order, as ONNX requires).
+
+    Returns:
+        The number of nodes removed.
+    """
+    graph = model.graph
+    needed = {output.name for output in graph.output}
+    kept = []
+    for node in reversed(graph.node):
+        if any(output in needed for output in node.output):
+            kept.append(node)
+            needed.update(node.input)
+            for attribute in node.attribute:  # a subgraph may read tensors of the outer graph
+                for subgraph in [attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else attribute.graphs:
+                    needed |= _referenced_names(subgraph)
+    removed = len(graph.node) - len(kept)
+    del graph.node[:]
+    graph.node.extend(reversed(kept))
+    initializers = [init for init in graph.initializer if init.name in needed]
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+    produced = {output for node in graph.node for output in node.output}
+    value_infos = [info for info in graph.value_info if info.name in produced]
+    del graph.value_info[:]
+    graph.value_info.extend(value_infos)
+    return removed

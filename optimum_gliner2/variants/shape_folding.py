@@ -37,8 +37,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from optimum_gliner2.variants.fused_attention import remove_unused_nodes
-from optimum_gliner2.variants.graphs import save_graph
+from optimum_gliner2.variants.graphs import remove_unused_nodes, save_graph
 from optimum_gliner2.variants.registry import VariantStaging, fp32_graph_paths, prepare_folder
 
 logger = logging.getLogger(__name__)
