@@ -82,12 +82,12 @@ def shown_path(folder: Path) -> str:
         return folder.name
 
 
-def ort_session_options():
-    """Same threading for every ORT session: 2 intra-op threads (the machine's cores), 1 inter-op."""
+def ort_session_options(threads: int = THREADS):
+    """Same threading for every ORT session: `threads` intra-op threads (default 2, the machine's cores), 1 inter-op."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = THREADS
+    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     return options
 

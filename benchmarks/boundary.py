@@ -108,8 +108,8 @@ def main(argv: List[str] | None = None) -> None:
             log(f"{architecture}: no INT8 variant was made; INT8 not measured")
 
     workloads = build_workloads(args.batch_texts, args.latency_texts, args.long_words)
-    machine["load_average_before"] = report.load_average()
-    machine["started_utc"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+    run = {"machine": machine, "load_average": {"before": report.load_average()},
+           "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
     results: Dict[str, Any] = {}
     for kind, name in MEASURED:
         workload: Workload = workloads[kind][name]
@@ -119,8 +119,8 @@ def main(argv: List[str] | None = None) -> None:
             "description": workload.description,
             "median_s": {key: summarize(values)["median_s"] for key, values in samples.items()},
         }
-    machine["load_average_after"] = report.load_average()
-    write_report(args, machine, impls, results)
+    run["load_average"]["after"] = report.load_average()
+    write_report(args, run, impls, results)
 
 
 def _ratio(medians: Dict[str, float], slower: str, faster: str) -> str:
@@ -129,8 +129,9 @@ def _ratio(medians: Dict[str, float], slower: str, faster: str) -> str:
     return f"{medians[slower] / medians[faster]:.2f}x"
 
 
-def write_report(args: argparse.Namespace, machine: Dict[str, Any], impls: List[Any], results: Dict[str, Any]) -> None:
-    """benchmarks/results/boundary.{json,md}: medians and the ratios that answer the issue."""
+def write_report(args: argparse.Namespace, run: Dict[str, Any], impls: List[Any], results: Dict[str, Any]) -> None:
+    """benchmarks/results/boundary.{json,md}: medians and the ratios that answer the issue; `run` is the machine,
+    the load averages and the start time."""
     keys = [impl.spec.key for impl in impls]
     int8_precisions = sorted({impl.spec.precision for impl in impls if impl.spec.kind != "pytorch" and impl.spec.precision != "fp32"})
     # (column title, slower implementation, faster implementation)
@@ -145,7 +146,7 @@ def write_report(args: argparse.Namespace, machine: Dict[str, Any], impls: List[
         f"`python -m benchmarks.boundary{' --quick' if args.quick else ''}`; models: span = `{args.model_variants['span']}`, "
         f"2.5 = `{args.model_variants['boundary']}` (tests/support/checkpoint_factory.py), {THREADS} threads each.",
         "",
-        f"{report.machine_and_load_line(machine)} Started {machine['started_utc']} UTC.",
+        f"{report.run_line(run)} Started {run['started_utc']} UTC.",
         "",
         "Median seconds per call:",
         "",
@@ -167,7 +168,7 @@ def write_report(args: argparse.Namespace, machine: Dict[str, Any], impls: List[
     args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / "boundary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (args.output_dir / "boundary.json").write_text(
-        json.dumps({"machine": machine, "implementations": keys, "results": results, "load_seconds": {
+        json.dumps({**run, "implementations": keys, "results": results, "load_seconds": {
             impl.spec.key: impl.load_seconds for impl in impls}}, indent=2),
         encoding="utf-8",
     )

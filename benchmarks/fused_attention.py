@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks import models  # noqa: E402
 from benchmarks.base import BENCH_DIR, log, ort_session_options, shown_path  # noqa: E402
-from benchmarks.report import cpu_flags, load_average, machine_description, machine_line  # noqa: E402
+from benchmarks.report import load_average, machine_description, run_line  # noqa: E402
 
 RESULTS = BENCH_DIR / "results"
 #: (texts, tokens per text) of the timed batches: a short single text, a medium one, and batches of each.
@@ -137,12 +137,9 @@ def measure(folder: Path, repeats: int) -> Dict[str, Any]:
 
 
 def markdown(result: Dict[str, Any], what: str, command: str) -> str:
-    flags = cpu_flags(result["machine"])
     lines = [
         f"{what}, encoder graph alone, 2 threads, median of interleaved calls ({result['repeats']} at 8 x 554, up to 10x "
-        f"as many for smaller batches: see the json). CPU flags: {flags}. "
-        f"{machine_line(result['machine'])}. Load average before/after: {result['load_average']['before']} / "
-        f"{result['load_average']['after']}. Command: `{command}`.",
+        f"as many for smaller batches: see the json). {run_line(result)} Command: `{command}`.",
         "",
         "| texts x tokens | plain FP32 | fused | fused / plain | speed-up | max abs diff | max abs diff, padded batch |",
         "|---|---|---|---|---|---|---|",

@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks import models  # noqa: E402
 from benchmarks.base import BENCH_DIR, Prepared, log, ort_session_options  # noqa: E402
-from benchmarks.report import cpu_flags, load_average, machine_description, machine_line  # noqa: E402
+from benchmarks.report import load_average, machine_description, run_line  # noqa: E402
 
 RESULTS = BENCH_DIR / "results"
 #: (texts, tokens per text) of the timed batches: a short single text, a medium one, and batches of each.
@@ -117,12 +117,9 @@ def measure(methods: Sequence[str], repeats: int, extra_variants: Sequence[str] 
 def markdown(result: Dict[str, Any]) -> str:
     precisions = list(next(iter(result["rows"].values())))
     methods = result["methods"]
-    flags = cpu_flags(result["machine"])
     lines = [
         f"Full-size replica (mDeBERTa-v3-base encoder, random weights), encoder graph alone, 2 threads, median of "
-        f"{result['repeats']} interleaved calls (8 x 554: half as many). CPU flags: {flags}. "
-        f"{machine_line(result['machine'])}. Load average before/after: {result['load_average']['before']} / "
-        f"{result['load_average']['after']}.",
+        f"{result['repeats']} interleaved calls (8 x 554: half as many). {run_line(result)}",
         "",
         "| texts x tokens | " + " | ".join(
             "FP32" if p == "fp32" else f"INT8 `{methods[p]}`" for p in precisions

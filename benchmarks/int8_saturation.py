@@ -77,9 +77,9 @@ def integer_gemm_errors() -> List[Dict[str, float]]:
 
 
 def cpu_flags() -> List[str]:
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return sorted(set(flags) & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"})
+    from optimum_gliner2.bundle.cpu import cpu_features
+
+    return sorted(cpu_features() & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"})
 
 
 def main() -> None:

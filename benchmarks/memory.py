@@ -41,7 +41,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from benchmarks import models  # noqa: E402
 from benchmarks.base import BENCH_DIR, CACHE_ROOT, REPO_ROOT, THREADS, Prepared, log  # noqa: E402
-from benchmarks.report import cpu_flags, load_average, machine_description, machine_line  # noqa: E402
+from benchmarks.report import load_average, machine_description, run_line  # noqa: E402
 
 RESULTS = BENCH_DIR / "results"
 ENTITY_LABELS = ["person", "organization", "location", "date", "product"]
@@ -221,11 +221,8 @@ def measure(model: str, long_words: Sequence[int], skip_batch: bool) -> Dict[str
 
 
 def markdown(result: Dict[str, Any]) -> str:
-    flags = cpu_flags(result["machine"])
     lines = [
-        f"Peak RSS (`ru_maxrss`) of a fresh process per row, {result['threads']} threads. CPU flags: {flags}. "
-        f"{machine_line(result['machine'])}. Load average before/after: {result['load_average']['before']} / "
-        f"{result['load_average']['after']}.",
+        f"Peak RSS (`ru_maxrss`) of a fresh process per row, {result['threads']} threads. {run_line(result)}",
         "",
     ]
     if "batch" in result:

@@ -103,10 +103,12 @@ def machine_line(machine: Dict[str, Any]) -> str:
             f"{machine['memory_gb']} GB RAM, {machine['os']}")
 
 
-def machine_and_load_line(machine: Dict[str, Any]) -> str:
-    """`machine_line` with the load averages a benchmark stored in `machine` before and after its run."""
-    return (f"Machine: {machine_line(machine)}. Load average before {machine['load_average_before']}, "
-            f"after {machine['load_average_after']}.")
+def run_line(result: Dict[str, Any]) -> str:
+    """The CPU flags, the machine and the load averages of a benchmark's `result` (its "machine" and its
+    "load_average" {"before", "after"}), as one sentence of its markdown."""
+    load = result["load_average"]
+    return (f"CPU flags: {cpu_flags(result['machine'])}. {machine_line(result['machine'])}. "
+            f"Load average before/after: {load['before']} / {load['after']}.")
 
 
 def markdown_table_head(first: str, columns: Sequence[str]) -> List[str]:

@@ -64,11 +64,9 @@ def _child(tree: Path, code: str, *arguments: str) -> float:
 
 
 def _cpu_flags() -> List[str]:
-    try:
-        line = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return []
-    present = set(line.split(":", 1)[1].split())
+    from optimum_gliner2.bundle.cpu import cpu_features
+
+    present = cpu_features()
     return [flag for flag in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if flag in present]
 
 

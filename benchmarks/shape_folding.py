@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks.base import BENCH_DIR, log, ort_session_options, shown_path  # noqa: E402
 from benchmarks.fused_attention import token_batch  # noqa: E402
-from benchmarks.report import cpu_flags, load_average, machine_description, machine_line  # noqa: E402
+from benchmarks.report import load_average, machine_description, run_line  # noqa: E402
 
 RESULTS = BENCH_DIR / "results"
 #: (texts, tokens per text) of the timed batches: a short single text, a medium one, a batch of medium ones.
@@ -235,9 +235,7 @@ def markdown(result: Dict[str, Any], what: str, command: str) -> str:
     names = list(result["graphs"])
     lines = [
         f"{what}, encoder graph alone, 2 threads, medians of interleaved calls ({result['repeats']} at 8 x 105, up to 4x "
-        f"as many for single texts). CPU flags: {cpu_flags(result['machine'])}. {machine_line(result['machine'])}. "
-        f"Load average before/after: {result['load_average']['before']} / {result['load_average']['after']}. "
-        f"Command: `{command}`.",
+        f"as many for single texts). {run_line(result)} Command: `{command}`.",
         "",
         "| candidate | nodes stored | nodes as run | shape ops as run | domains stored | max abs diff | "
         + " | ".join(f"{key} ms (x plain)" for key in result["rows"]) + " |",

@@ -23,7 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from benchmarks import int8_encoder, models, report  # noqa: E402
-from benchmarks.base import BENCH_DIR, ImplSpec, log  # noqa: E402
+from benchmarks.base import BENCH_DIR, ImplSpec, log, ort_session_options  # noqa: E402
 from benchmarks.measure import measure_interleaved, summarize  # noqa: E402
 from benchmarks.models import GLiNER2APIImplementation  # noqa: E402
 from benchmarks.workloads import build_workloads  # noqa: E402
@@ -45,11 +45,7 @@ def session_options(threads: Optional[int]):
     """None (the runtime's defaults) or the runtime's defaults with `threads` intra-op threads."""
     if threads is None:
         return None
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
+    options = ort_session_options(threads)
     options.enable_mem_pattern = False  # as the runtime's defaults, so that only the thread count differs
     options.log_severity_level = 3
     return options
@@ -90,7 +86,7 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     batch_texts = 4 if args.quick else 16
     workloads = build_workloads(batch_texts, 2 if args.quick else 6, 0)
-    machine["load_average_before"] = report.load_average()
+    load_average = {"before": report.load_average()}
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
     results: Dict[str, Any] = {}
     for kind, name in MEASURED:
@@ -101,7 +97,8 @@ def main(argv: Optional[List[str]] = None) -> None:
             "description": workload.description,
             "seconds": {key: summarize(values)[statistic] for key, values in samples.items()},
         }
-    machine["load_average_after"] = report.load_average()
+    load_average["after"] = report.load_average()
+    run = {"machine": machine, "load_average": load_average, "started_utc": started}
 
     lines = [
         "# Threads: the runtime at 1..all cores and with its defaults",
@@ -109,7 +106,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         f"`python -m benchmarks.threads{' --quick' if args.quick else ''}`; model: "
         f"{'tiny deberta_lstm fixture' if args.quick else 'full-size replica (gliner2-multi-v1 dims)'}; started {started} UTC.",
         "",
-        f"{report.machine_and_load_line(machine)} ONNX Runtime's default intra-op pool: one thread per physical core.",
+        f"{report.run_line(run)} ONNX Runtime's default intra-op pool: one thread per physical core.",
         "",
         f"Seconds per call (p50 of single-text calls, median of batch calls of {batch_texts} texts, batch_size 8); in brackets, "
         "the 1-thread time / this time:",
@@ -126,7 +123,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         lines.append(f"| {workload} ({entry['description']}) | " + " | ".join(cells) + " |")
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "threads.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (output_dir / "threads.json").write_text(json.dumps({"machine": machine, "started_utc": started, "results": results}, indent=2), encoding="utf-8")
+    (output_dir / "threads.json").write_text(json.dumps({**run, "results": results}, indent=2), encoding="utf-8")
     print("\n".join(lines))
     log(f"wrote {output_dir / 'threads.md'}")
 

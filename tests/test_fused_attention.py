@@ -19,8 +19,8 @@ from optimum_gliner2.bundle.format import GLiNER2OnnxBundle
 from optimum_gliner2.runtime import GLiNER2ONNXRuntime
 from optimum_gliner2.variants import NoDebertaAttentionError, fuse_attention_gliner2
 from optimum_gliner2.variants.cli import main as variants_command
-from tests.support.agreement import batch_sensitivity, corpus_agreement, run_corpus, staggered_padded_tokens
-from tests.support.parity_corpus import BOUNDARY_CASES, CASES
+from tests.support.agreement import assert_same_answers_as_fp32, batch_sensitivity, staggered_padded_tokens
+from tests.support.parity_corpus import BOUNDARY_CASES
 
 #: (texts, tokens) checked against the plain export; every text after the first is padded to a shorter length.
 SHAPES = ((1, 7), (3, 33), (4, 130), (2, 300))
@@ -91,21 +91,15 @@ def test_boundary_encoder_equals_the_plain_export(fused_boundary):
 
 
 def test_span_answers_equal_fp32(fused_span):
-    reference = run_corpus(GLiNER2ONNXRuntime.from_pretrained(fused_span), CASES)
     model = ORTModelForGLiNER2.from_pretrained(fused_span, precision="fused")
     assert model.precision == "fused"
-    agreement = corpus_agreement(reference, model, CASES)
-    assert agreement["texts_same"] == agreement["texts_total"], agreement
-    assert agreement["max_drift"] < 1e-4
+    assert_same_answers_as_fp32(model, fused_span)
     assert batch_sensitivity(model) == 1.0
 
 
 def test_boundary_answers_equal_fp32(fused_boundary):
-    reference = run_corpus(GLiNER2ONNXRuntime.from_pretrained(fused_boundary), BOUNDARY_CASES)
     model = GLiNER2ONNXRuntime.from_pretrained(fused_boundary, precision="fused")
-    agreement = corpus_agreement(reference, model, BOUNDARY_CASES)
-    assert agreement["texts_same"] == agreement["texts_total"], agreement
-    assert agreement["max_drift"] < 1e-4
+    assert_same_answers_as_fp32(model, fused_boundary, BOUNDARY_CASES)
 
 
 def test_bert_encoders_are_refused_and_nothing_is_registered(exported_dirs, tmp_path):

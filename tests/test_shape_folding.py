@@ -16,12 +16,10 @@ import pytest
 
 from optimum_gliner2 import ORTModelForGLiNER2
 from optimum_gliner2.bundle.format import GLiNER2OnnxBundle
-from optimum_gliner2.runtime import GLiNER2ONNXRuntime
 from optimum_gliner2.variants import fold_static_shapes
 from optimum_gliner2.variants.cli import main as variants_command
 from optimum_gliner2.variants.shape_folding import fold_static_shapes_in_model
-from tests.support.agreement import batch_sensitivity, corpus_agreement, run_corpus, staggered_padded_tokens
-from tests.support.parity_corpus import CASES
+from tests.support.agreement import assert_same_answers_as_fp32, batch_sensitivity, staggered_padded_tokens
 
 #: (texts, tokens) checked against the plain export; every text after the first is padded to a shorter length.
 #: 1 token and 600 tokens (beyond the 512 relative positions) are the edges of the relative-position code.
@@ -95,12 +93,9 @@ def test_encoder_equals_the_plain_export(folded_span, texts, length):
 
 
 def test_span_answers_equal_fp32(folded_span):
-    reference = run_corpus(GLiNER2ONNXRuntime.from_pretrained(folded_span), CASES)
     model = ORTModelForGLiNER2.from_pretrained(folded_span, precision="shapes")
     assert model.precision == "shapes"
-    agreement = corpus_agreement(reference, model, CASES)
-    assert agreement["texts_same"] == agreement["texts_total"], agreement
-    assert agreement["max_drift"] < 1e-4
+    assert_same_answers_as_fp32(model, folded_span)
     assert batch_sensitivity(model) == 1.0
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from optimum_gliner2.errors import GLiNER2InputError
 from optimum_gliner2.runtime.checks import check_positive, check_text
 from optimum_gliner2.runtime.onnx import GLiNER2ONNXRuntime
-from optimum_gliner2.runtime.onnx.sessions import ProviderSpec
+from optimum_gliner2.runtime.onnx.sessions import ProviderSpec, provider_name
 from optimum_gliner2.runtime.plan import DecodeOptions, plan_schemas
 from optimum_gliner2.runtime.schema import Schema
 
@@ -46,8 +46,7 @@ def uses_gpu(providers: Optional[Providers]) -> bool:
         return False
     if isinstance(providers, str) or (isinstance(providers, tuple) and len(providers) == 2 and isinstance(providers[1], dict)):
         providers = [providers]
-    names = [provider[0] if isinstance(provider, tuple) else provider for provider in providers]
-    return any(name in GPU_PROVIDERS for name in names)
+    return any(provider_name(provider) in GPU_PROVIDERS for provider in providers)
 
 
 class GLiNER2Stage:

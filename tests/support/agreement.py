@@ -162,3 +162,14 @@ def padded_token_batch(bundle: GLiNER2OnnxBundle, batch: int, length: int, seed:
     attention_mask = np.ones_like(input_ids)
     attention_mask[1, length // 2 :] = 0
     return input_ids, attention_mask
+
+
+def assert_same_answers_as_fp32(model, folder: Path, cases: Sequence[Case] = CASES) -> None:
+    """`model` (a variant of the export in `folder`) gives the FP32 export's answers on `cases`: every text the
+    same, confidences within 1e-4."""
+    from optimum_gliner2.runtime import GLiNER2ONNXRuntime
+
+    reference = run_corpus(GLiNER2ONNXRuntime.from_pretrained(folder), cases)
+    agreement = corpus_agreement(reference, model, cases)
+    assert agreement["texts_same"] == agreement["texts_total"], agreement
+    assert agreement["max_drift"] < 1e-4

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+from functools import lru_cache
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -27,6 +28,11 @@ _PROVIDER_PACKAGES = {
 }
 
 
+def provider_name(provider: ProviderSpec) -> str:
+    """The execution provider's name, whether given as a name or as a `(name, options)` pair."""
+    return provider[0] if isinstance(provider, tuple) else provider
+
+
 def resolve_providers(providers: Optional[Union[ProviderSpec, Sequence[ProviderSpec]]]) -> List[ProviderSpec]:
     """The providers as a list, each one available in this onnxruntime install.
 
@@ -44,7 +50,7 @@ def resolve_providers(providers: Optional[Union[ProviderSpec, Sequence[ProviderS
     providers = list(providers or ["CPUExecutionProvider"])
     available = ort.get_available_providers()
     for provider in providers:
-        name = provider[0] if isinstance(provider, tuple) else provider
+        name = provider_name(provider)
         if name in available:
             continue
         if name not in ort.get_all_providers():
@@ -148,8 +154,7 @@ class OnnxBackend:
         self.sessions: Dict[str, ort.InferenceSession] = {}
         session_options = _with_runtime_defaults(session_options)
         # ONNX Runtime refuses to shrink an arena that the sessions do not have.
-        provider_names = [provider if isinstance(provider, str) else provider[0] for provider in self.providers]
-        has_cpu_arena = session_options.enable_cpu_mem_arena and "CPUExecutionProvider" in provider_names
+        has_cpu_arena = session_options.enable_cpu_mem_arena and "CPUExecutionProvider" in map(provider_name, self.providers)
         self._encoder_run_options = _SHRINK_CPU_ARENA_AFTER_RUN if has_cpu_arena else None
         for graph in bundle.graph_names:
             path = bundle.graph_files[graph]
@@ -380,9 +385,7 @@ def _arena_shrinking_run_options() -> ort.RunOptions:
 
 _SHRINK_CPU_ARENA_AFTER_RUN = _arena_shrinking_run_options()
 _ARENA_EXTEND_SAME_AS_REQUESTED = 1
-_shared_arena_registered: Optional[bool] = None
-
-
+@lru_cache(maxsize=None)
 def _share_exactly_growing_cpu_arena() -> bool:
     """Register, once per process, a CPU arena that every session of the runtime's defaults shares.
 
@@ -397,15 +400,12 @@ def _share_exactly_growing_cpu_arena() -> bool:
         Whether the process has such an arena (False if ONNX Runtime refused to register it; the sessions
         then keep their own).
     """
-    global _shared_arena_registered
-    if _shared_arena_registered is None:
-        info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
-        try:
-            ort.create_and_register_allocator(info, ort.OrtArenaCfg({"arena_extend_strategy": _ARENA_EXTEND_SAME_AS_REQUESTED}))
-            _shared_arena_registered = True
-        except Exception:  # an ONNX Runtime build without environment allocators
-            _shared_arena_registered = False
-    return _shared_arena_registered
+    info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+    try:
+        ort.create_and_register_allocator(info, ort.OrtArenaCfg({"arena_extend_strategy": _ARENA_EXTEND_SAME_AS_REQUESTED}))
+    except Exception:  # an ONNX Runtime build without environment allocators
+        return False
+    return True
 
 
 def _with_runtime_defaults(session_options: Optional[ort.SessionOptions]) -> ort.SessionOptions:
