@@ -187,6 +187,8 @@ def torch_pipeline(model, checkpoint_dir, **kwargs) -> GLiNER2Pipeline:
     return GLiNER2Pipeline(backend, tokenizer, **kwargs)
 
 
+HOST_CODE_DIFFERS = "the host code on gliner2's modules differs from gliner2"
+
 _NUMERIC_STAGES = ("encode", "count_and_queries", "classify", "score_spans", "score_candidates",
                    "score_explicit_spans", "score_relations", "score_records")
 
@@ -243,7 +245,7 @@ def divergence_beyond_float_noise(
     (host_answer, torch_outputs), (_, onnx_outputs) = recorded
     host_difference = first_difference(expected, host_answer, atol=1e-5)
     if host_difference is not None:
-        return f"the host code on gliner2's modules differs from gliner2: {host_difference}"
+        return f"{HOST_CODE_DIFFERS}: {host_difference}"
     if [(name, array.shape) for name, array in torch_outputs] != [(name, array.shape) for name, array in onnx_outputs]:
         return "the ONNX graphs were called in another order or gave other shapes than gliner2's modules"
     for index, ((name, torch_array), (_, onnx_array)) in enumerate(zip(torch_outputs, onnx_outputs)):
