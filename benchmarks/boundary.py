@@ -5,10 +5,10 @@
 
 (from the repository root). Both models are built offline with tests/support/checkpoint_factory.py
 (`full`: gliner2-multi-v1 dims; `boundary_full`: gliner2.5-multi-v1 dims with the published head),
-exported with `optimum-cli export onnx` and given an INT8 variant (`optimum_gliner2.variants`), all
-cached in benchmarks/.cache/. Then, in this one process, six implementations run interleaved
-(order rotated every repetition) on the same inputs and the same entity labels: PyTorch, ORT FP32
-and ORT INT8, for each architecture. Ratios are taken within this run only; the CPU flags are
+exported with `optimum-cli export onnx` and given its variants (`optimum_gliner2.variants`), all
+cached in benchmarks/.cache/. Then, in this one process, the implementations run interleaved
+(order rotated every repetition) on the same inputs and the same entity labels: PyTorch, ORT FP32,
+ORT FP32 fused and both ORT INT8 methods, for each architecture. Ratios are taken within this run only; the CPU flags are
 recorded with them in benchmarks/results/boundary.{md,json}.
 """
 
@@ -63,9 +63,8 @@ def parse_args(argv: List[str] | None = None) -> argparse.Namespace:
 
 
 def prepare(args: argparse.Namespace) -> Dict[str, Prepared]:
-    """Build, export and quantize both models (cached); only the INT8 steps of the variant tool run (the
-    default method and the integer-GEMM one)."""
-    models.VARIANT_STEPS = tuple(step for step in models.VARIANT_STEPS if step[0].startswith("quantize_int8"))
+    """Build, export and add variants to both models (cached): both INT8 methods and the fused-attention
+    encoder, as `benchmarks.run` makes them."""
     return {
         architecture: models.prepare(args.model_variants[architecture], args.tokenizer, args.skip_export)
         for architecture in ARCHITECTURES
@@ -99,12 +98,12 @@ def main(argv: List[str] | None = None) -> None:
     prepared = prepare(args)
     impls = []
     for architecture in ARCHITECTURES:
-        int8_variants = sorted(name for name in prepared[architecture].variants() if models.variant_category(name) == "int8")
+        variants = sorted(name for name in prepared[architecture].variants() if name != "fp32")
         impls.append(load(architecture, "pytorch", "fp32", prepared[architecture]))
         impls.append(load(architecture, "ort", "fp32", prepared[architecture]))
-        for precision in int8_variants:
+        for precision in variants:
             impls.append(load(architecture, "ort", precision, prepared[architecture]))
-        if not int8_variants:
+        if not any(models.variant_category(name) == "int8" for name in variants):
             log(f"{architecture}: no INT8 variant was made; INT8 not measured")
 
     workloads = build_workloads(args.batch_texts, args.latency_texts, args.long_words)
@@ -133,12 +132,12 @@ def write_report(args: argparse.Namespace, run: Dict[str, Any], impls: List[Any]
     """benchmarks/results/boundary.{json,md}: medians and the ratios that answer the issue; `run` is the machine,
     the load averages and the start time."""
     keys = [impl.spec.key for impl in impls]
-    int8_precisions = sorted({impl.spec.precision for impl in impls if impl.spec.kind != "pytorch" and impl.spec.precision != "fp32"})
+    variant_precisions = sorted({impl.spec.precision for impl in impls if impl.spec.kind != "pytorch" and impl.spec.precision != "fp32"})
     # (column title, slower implementation, faster implementation)
     ratio_columns = [("2.5 ORT FP32 vs PyTorch", "boundary-pytorch", "boundary-ort-fp32")]
-    ratio_columns += [(f"2.5 ORT {p.upper()} vs PyTorch", "boundary-pytorch", f"boundary-ort-{p}") for p in int8_precisions]
+    ratio_columns += [(f"2.5 ORT {p.upper()} vs PyTorch", "boundary-pytorch", f"boundary-ort-{p}") for p in variant_precisions]
     ratio_columns += [("span ORT FP32 vs PyTorch", "span-pytorch", "span-ort-fp32")]
-    ratio_columns += [(f"span ORT {p.upper()} vs PyTorch", "span-pytorch", f"span-ort-{p}") for p in int8_precisions]
+    ratio_columns += [(f"span ORT {p.upper()} vs PyTorch", "span-pytorch", f"span-ort-{p}") for p in variant_precisions]
     ratio_columns += [("PyTorch span/2.5", "span-pytorch", "boundary-pytorch"), ("ORT FP32 span/2.5", "span-ort-fp32", "boundary-ort-fp32")]
     lines = [
         "# GLiNER2.5 (boundary) vs span, ONNX Runtime vs gliner2 PyTorch",
@@ -158,7 +157,9 @@ def write_report(args: argparse.Namespace, run: Dict[str, Any], impls: List[Any]
     lines += [
         "",
         "Ratios (PyTorch time / ORT time, so > 1 means ORT is faster; last two columns: span time / 2.5 time). "
-        "INT8 is the variant tool's default method; INT8_INTEGER is `method=\"per_row_integer\"` (u8 x s8 integer GEMM):",
+        "INT8 is the variant tool's default method on this CPU (`per_row_integer`, u8 x s8 integer GEMM, with VNNI; "
+        "`per_row`, MatMulNBits, without); INT8_PER_ROW and INT8_INTEGER name the other one explicitly; FUSED is the "
+        "FP32 encoder with static shapes folded and DeBERTa's attention in ORT's MultiHeadAttention:",
         "",
         *report.markdown_table_head("workload", [title for title, _, _ in ratio_columns]),
     ]

@@ -31,6 +31,17 @@ GOAL_FP32_THROUGHPUT = 2.0
 TARGET_INT8_THROUGHPUT = 3.0
 TARGET_FLOOR_RATIO = 1.15
 
+#: Issue 17's end-to-end goals by kind of CPU: (FP32 batches, FP32 single short text, INT8 batches).
+CPU_CLASS_GOALS = {"AVX-512 with VNNI": (4.0, 4.0, 6.0), "AVX2-only": (2.5, 3.5, 3.0)}
+
+
+def cpu_class() -> str:
+    """Which row of issue 17's goals this machine can show ("AVX-512 with VNNI" or "AVX2-only")."""
+    from optimum_gliner2.bundle.cpu import cpu_features
+
+    features = cpu_features()
+    return "AVX-512 with VNNI" if {"avx512f", "avx512_vnni"} <= features or {"avx512f", "avx512vnni"} <= features else "AVX2-only"
+
 
 # ================================================================================================
 # Machine description
@@ -207,6 +218,23 @@ def check_targets(derived: Dict[str, Any], specs: Sequence[Any]) -> List[Dict[st
         best = max(candidates, key=lambda c: c[0]) if candidates else (None, None)
         add("INT8 throughput >= 3x PyTorch", name, best[0], TARGET_INT8_THROUGHPUT, True,
             best[1].label if best[1] else "no INT8 variant in this run")
+
+    def best_of(kind: str, name: str, categories: Sequence[str]) -> Tuple[Optional[float], str]:
+        measured = [(ratio(kind, name, s.key, "speedup_vs_pytorch"), s.label) for c in categories for s in by_category.get(c, [])]
+        measured = [m for m in measured if m[0] is not None]
+        return max(measured) if measured else (None, "not measured in this run")
+
+    row = cpu_class()
+    fp32_goal, single_goal, int8_goal = CPU_CLASS_GOALS[row]
+    for name in ("short", "medium", "mixed"):
+        value, label = best_of("throughput", name, ("fp32", "fp32-optimized"))
+        add(f"issue 17, {row}: ORT FP32 batches >= {fp32_goal:g}x PyTorch", name, value, fp32_goal, True, f"best FP32 variant: {label}")
+    value, label = best_of("latency", "short", ("fp32", "fp32-optimized"))
+    add(f"issue 17, {row}: ORT FP32 single short text >= {single_goal:g}x PyTorch", "short", value, single_goal, True,
+        f"p50; best FP32 variant: {label}")
+    for name in ("short", "medium", "mixed"):
+        value, label = best_of("throughput", name, ("int8",))
+        add(f"issue 17, {row}: INT8 batches >= {int8_goal:g}x PyTorch", name, value, int8_goal, True, label)
 
     for kind, name, display in ROWS:
         if name in derived.get(kind, {}):
