@@ -204,25 +204,19 @@ def check_targets(derived: Dict[str, Any], specs: Sequence[Any]) -> List[Dict[st
             add("single-text p50 latency >= 3x better than PyTorch (ORT FP32)", name, value, TARGET_LATENCY_SPEEDUP, True,
                 "PyTorch p50 / ORT FP32 p50")
 
-    for name in ("short", "medium"):
-        candidates = [(ratio("throughput", name, s.key, "speedup_vs_pytorch"), s) for s in by_category.get("fp32", []) + by_category.get("fp32-optimized", [])]
-        candidates = [(v, s) for v, s in candidates if v is not None]
-        best = max(candidates, key=lambda c: c[0]) if candidates else (None, None)
-        goal = "" if best[0] is None else (" (goal 2x reached)" if best[0] >= GOAL_FP32_THROUGHPUT else " (goal 2x not reached)")
-        add("FP32 batch throughput >= 1.5x PyTorch", name, best[0], TARGET_FP32_THROUGHPUT, True,
-            f"best FP32 variant: {best[1].label if best[1] else '-'}{goal}")
-
-    for name in ("short", "medium"):
-        candidates = [(ratio("throughput", name, s.key, "speedup_vs_pytorch"), s) for s in by_category.get("int8", [])]
-        candidates = [(v, s) for v, s in candidates if v is not None]
-        best = max(candidates, key=lambda c: c[0]) if candidates else (None, None)
-        add("INT8 throughput >= 3x PyTorch", name, best[0], TARGET_INT8_THROUGHPUT, True,
-            best[1].label if best[1] else "no INT8 variant in this run")
-
     def best_of(kind: str, name: str, categories: Sequence[str]) -> Tuple[Optional[float], str]:
         measured = [(ratio(kind, name, s.key, "speedup_vs_pytorch"), s.label) for c in categories for s in by_category.get(c, [])]
         measured = [m for m in measured if m[0] is not None]
         return max(measured) if measured else (None, "not measured in this run")
+
+    for name in ("short", "medium"):
+        value, label = best_of("throughput", name, ("fp32", "fp32-optimized"))
+        goal = "" if value is None else (" (goal 2x reached)" if value >= GOAL_FP32_THROUGHPUT else " (goal 2x not reached)")
+        add("FP32 batch throughput >= 1.5x PyTorch", name, value, TARGET_FP32_THROUGHPUT, True, f"best FP32 variant: {label}{goal}")
+
+    for name in ("short", "medium"):
+        value, label = best_of("throughput", name, ("int8",))
+        add("INT8 throughput >= 3x PyTorch", name, value, TARGET_INT8_THROUGHPUT, True, label)
 
     row = cpu_class()
     fp32_goal, single_goal, int8_goal = CPU_CLASS_GOALS[row]
