@@ -301,8 +301,12 @@ def test_float64_excuse_holds_on_the_reported_cases_and_nowhere_else(boundary_fu
     with gliner2_without_token_boundaries_crash():
         ours, expected = call(onnx_model), call(torch_model)
         assert len(ours[row]["deal"]) > 100
-        assert first_difference(expected, ours) is not None, "gliner2 now gives our answer: the case is gone"
         assert ours[row] == call(onnx_model, [texts[row]])[0]  # the runtime answers alike alone and in the batch
+        # Whatever the CPU, ours is gliner2's float64 answer. Whether gliner2's float32 answer differs from it
+        # depends on the CPU's GEMM kernels (it does on the AVX-512 Xeon where both cases were found).
+        assert first_difference(call(copy.deepcopy(torch_model).double()), ours) is None
+        if first_difference(expected, ours) is None:
+            pytest.skip("gliner2's float32 answer on this CPU is already ours: no excuse to check")
         assert float_noise_excuse(torch_model, onnx_model, call, expected, ours)[0] is not None
         # One record fewer is neither gliner2's float32 answer nor its float64 one: no excuse for it.
         fewer = copy.deepcopy(ours)
