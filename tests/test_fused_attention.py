@@ -2,6 +2,7 @@
 
 Made with the variant command on the session's exports of the tiny fixtures (span `deberta_lstm`, GLiNER2.5
 `boundary`); BERT-family encoders are refused (ONNX Runtime's own fusion, the `o2` variant, covers them).
+The INT8 variants quantize this encoder by default; the last tests check that they do, and where they do not.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import pytest
 from optimum_gliner2 import ORTModelForGLiNER2
 from optimum_gliner2.bundle.format import GLiNER2OnnxBundle
 from optimum_gliner2.runtime import GLiNER2ONNXRuntime
-from optimum_gliner2.variants import NoDebertaAttentionError, fuse_attention_gliner2
+from optimum_gliner2.variants import NoDebertaAttentionError, fuse_attention_gliner2, quantize_gliner2
 from optimum_gliner2.variants.cli import main as variants_command
 from tests.support.agreement import assert_same_answers_as_fp32, batch_sensitivity, staggered_padded_tokens
+from tests.support.cpu import needs_exact_integer_gemm
 from tests.support.parity_corpus import BOUNDARY_CASES
 
 #: (texts, tokens) checked against the plain export; every text after the first is padded to a shorter length.
@@ -111,3 +113,52 @@ def test_bert_encoders_are_refused_and_nothing_is_registered(exported_dirs, tmp_
     with pytest.raises(SystemExit) as exit_info:
         variants_command([str(folder), "--fused-attention"])
     assert exit_info.value.code == 1
+
+
+# -- INT8 on the fused encoder -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["per_row", pytest.param("per_row_integer", marks=needs_exact_integer_gemm)])
+def test_int8_quantizes_the_fused_encoder_with_the_plain_int8s_numbers(exported_dirs, tmp_path, method):
+    folder = Path(shutil.copytree(exported_dirs["deberta_lstm"], tmp_path / "export"))
+    quantize_gliner2(folder, method=method)  # fused_attention=None: fused, the encoder being DeBERTa's
+    quantize_gliner2(folder, method=method, fused_attention=False, variant="int8_plain_attention")
+    recipes = GLiNER2OnnxBundle.load(folder).metadata["variant_recipes"]
+    assert recipes["int8"]["fused_attention"]["fused"] == 2 and recipes["int8_plain_attention"]["fused_attention"] is None
+    fused_ops = [node.op_type for node in onnx.load(str(folder / "encoder_int8.onnx")).graph.node]
+    plain_ops = [node.op_type for node in onnx.load(str(folder / "encoder_int8_plain_attention.onnx")).graph.node]
+    assert fused_ops.count("MultiHeadAttention") == 2 and "Softmax" not in fused_ops
+    assert "MultiHeadAttention" not in plain_ops
+    quantized_op = {"per_row": "MatMulNBits", "per_row_integer": "MatMulIntegerToFloat"}[method]
+    assert fused_ops.count(quantized_op) == plain_ops.count(quantized_op) > 0  # the same Linear layers quantized
+    assert not list(folder.glob(".staging-*")) and not list(folder.glob("*attention_fused*"))
+    for texts, length in SHAPES:
+        input_ids, attention_mask = staggered_padded_tokens(folder, texts, length)
+        feed = {"input_ids": input_ids, "attention_mask": attention_mask}
+        fp32, fused, plain = (_encoder(folder, p).run(None, feed)[0] for p in ("fp32", "int8", "int8_plain_attention"))
+        real = attention_mask.astype(bool)
+
+        def relative(actual, reference):
+            return float(np.linalg.norm((actual - reference)[real]) / np.linalg.norm(reference[real]))
+
+        # The fused attention is exact in FP32 (1e-6), so the two INT8 encoders differ only where an activation
+        # rounds to the other side of a quantization level: measured <= 0.3%, against INT8's own 8-11% from FP32.
+        assert relative(fused, plain) <= min(0.01, relative(plain, fp32) / 10), (texts, length)
+
+
+def test_int8_fuses_where_it_can_and_requires_it_only_when_asked(exported_dirs, tmp_path):
+    bert = Path(shutil.copytree(exported_dirs["bert"], tmp_path / "bert"))
+    with pytest.raises(NoDebertaAttentionError):
+        quantize_gliner2(bert, method="per_row", fused_attention=True)
+    assert GLiNER2OnnxBundle.load(bert).precisions == ("fp32",) and not list(bert.glob(".staging-*"))
+    quantize_gliner2(bert, method="per_row")  # by default a BERT-family encoder is quantized as exported
+    assert GLiNER2OnnxBundle.load(bert).metadata["variant_recipes"]["int8"]["fused_attention"] is None
+    deberta = Path(shutil.copytree(exported_dirs["deberta_lstm"], tmp_path / "deberta"))
+    with pytest.raises(ValueError, match='fused_attention=True goes with method="per_row_integer" or "per_row"'):
+        quantize_gliner2(deberta, method="dynamic", fused_attention=True)
+    quantize_gliner2(deberta, method="dynamic")  # ORTQuantizer cannot type MultiHeadAttention's outputs
+    assert GLiNER2OnnxBundle.load(deberta).metadata["variant_recipes"]["int8"]["fused_attention"] is None
+    variants_command([str(deberta), "--int8", "--int8-method", "per_row", "--int8-plain-attention"])
+    recipe = GLiNER2OnnxBundle.load(deberta).metadata["variant_recipes"]["int8"]
+    assert recipe["method"] == "per_row" and recipe["fused_attention"] is None
+    assert "MultiHeadAttention" not in {node.op_type for node in onnx.load(str(deberta / "encoder_int8.onnx")).graph.node}

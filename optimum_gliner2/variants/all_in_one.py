@@ -24,6 +24,7 @@ def add_variants(
     embeddings: str = DEFAULT_EMBEDDINGS,
     int8_method: Optional[str] = DEFAULT_METHOD,
     int8_reduce_range: bool = False,
+    int8_fused_attention: Optional[bool] = None,
 ) -> Path:
     """Add the INT8, FP16, optimized, fused-attention and/or folded-shapes variants to an exported folder, in place.
 
@@ -40,13 +41,18 @@ def add_variants(
         int8_method: How the INT8 variant quantizes the Linear layers (`quantize_gliner2`'s `method`; None: by
             this CPU, `default_method()`).
         int8_reduce_range: 7-bit weights for `int8_method="per_row_integer"` (`quantize_gliner2`'s `reduce_range`).
+        int8_fused_attention: Whether the INT8 variant quantizes the fused-attention encoder (`quantize_gliner2`'s
+            `fused_attention`; None: where the encoder has DeBERTa attention).
 
     Returns:
         The folder.
     """
     folder = Path(folder)
     if int8:
-        quantize_gliner2(folder, embeddings=embeddings, method=int8_method, reduce_range=int8_reduce_range)
+        quantize_gliner2(
+            folder, embeddings=embeddings, method=int8_method, reduce_range=int8_reduce_range,
+            fused_attention=int8_fused_attention,
+        )  # fmt: skip
     if fp16:
         convert_gliner2_to_fp16(folder)
     if optimize:

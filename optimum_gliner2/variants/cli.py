@@ -42,6 +42,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--int8-reduce-range", action="store_true",
                         help="With --int8-method per_row_integer: 7-bit weights, exact on AVX2 CPUs without VNNI "
                              "(costs answers on VNNI CPUs; see the README).")  # fmt: skip
+    parser.add_argument("--int8-plain-attention", action="store_true",
+                        help="Quantize the exported encoder as it is, rather than the fused-attention encoder that "
+                             "--int8 quantizes by default where the encoder has DeBERTa attention.")  # fmt: skip
     parser.add_argument("--embeddings", choices=EMBEDDING_STORAGES, default=DEFAULT_EMBEDDINGS,
                         help=f"Embedding-table storage of the INT8 variant (default {DEFAULT_EMBEDDINGS}).")
     parser.add_argument("--import-optimum-cli", type=Path, metavar="OUT_Q",
@@ -62,6 +65,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         embeddings=args.embeddings,
         int8_method=args.int8_method,
         int8_reduce_range=args.int8_reduce_range,
+        int8_fused_attention=False if args.int8_plain_attention else None,
     )
     try:
         if args.model:
