@@ -9,7 +9,7 @@ share the FP32 head files. An interrupted run leaves the folder loadable, withou
 
 | variant | made by | what changes |
 |---|---|---|
-| `int8` | our per-row graph pass to ORT's u8 x s8 MatMulIntegerToFloat (`method="per_row_integer"`, the default on x86 with VNNI and on ARM), ONNX Runtime's MatMulNBits quantizer (`method="per_row"`, the default on x86 without VNNI), or Optimum `ORTQuantizer` dynamic (`method="dynamic"`) | encoder Linear weights INT8 (per output column / per block of 32 inputs / per channel), activations per row with its own zero point / per row and block / per call, embedding table per `embeddings` |
+| `int8` | our per-row graph pass to ORT's u8 x s8 MatMulIntegerToFloat (`method="per_row_integer"`, the default on x86 with VNNI and on ARM), ONNX Runtime's MatMulNBits quantizer (`method="per_row"`, the default on x86 without VNNI), or Optimum `ORTQuantizer` dynamic (`method="dynamic"`) | encoder Linear weights INT8 (per output column / per block of 32 inputs / per channel), activations per row with its own zero point / per row and block / per call, embedding table per `embeddings`; the two per-row methods quantize the `fused` encoder where it has DeBERTa attention |
 | `fp16` | onnxconverter-common, `keep_io_types=True` | encoder Linear weights and embedding table FP16, the rest FP32 |
 | `o1` `o2` `o3` | Optimum `ORTOptimizer` | encoder graph fused at that level (deberta-v2 and BERT use ORT's "bert" fusions) |
 | `fused` | our graph pass (`fused_attention`) | DeBERTa's attention core in ORT's `com.microsoft.MultiHeadAttention`, the disentangled terms as its `attention_bias`; DeBERTa encoders only |
