@@ -162,3 +162,25 @@ def test_int8_fuses_where_it_can_and_requires_it_only_when_asked(exported_dirs, 
     recipe = GLiNER2OnnxBundle.load(deberta).metadata["variant_recipes"]["int8"]
     assert recipe["method"] == "per_row" and recipe["fused_attention"] is None
     assert "MultiHeadAttention" not in {node.op_type for node in onnx.load(str(deberta / "encoder_int8.onnx")).graph.node}
+
+
+def test_the_int8_encoder_expands_its_position_indices_layer_by_layer(exported_dirs, tmp_path):
+    """ONNX Runtime merges identical expressions: an index expansion shared by all layers would stay alive
+    through the whole encoder (2 x 112 MB at 8 x 540 tokens on the full-size model). Each INT8 expansion takes
+    its shape from its own layer's scores, so that none is merged, and the values are the shared ones'."""
+    folder = Path(shutil.copytree(exported_dirs["deberta_lstm"], tmp_path / "export"))
+    fuse_attention_gliner2(folder)
+    quantize_gliner2(folder, method="per_row")
+    recipes = GLiNER2OnnxBundle.load(folder).metadata["variant_recipes"]
+    assert recipes["fused"]["index_expanded_per_layer"] is False
+    assert recipes["int8"]["fused_attention"]["index_expanded_per_layer"] is True
+
+    def expansions_after_onnx_runtimes_merging(file: Path) -> int:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # includes merging
+        options.optimized_model_filepath = str(tmp_path / f"optimized_{file.name}")
+        ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
+        return [node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node].count("Expand")
+
+    assert expansions_after_onnx_runtimes_merging(folder / "encoder_fused.onnx") == 2  # one per term kind, shared
+    assert expansions_after_onnx_runtimes_merging(folder / "encoder_int8.onnx") == 4  # two per layer, two layers

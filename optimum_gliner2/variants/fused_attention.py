@@ -28,7 +28,8 @@ full passes over the bias that change no value or can move to small tensors:
 - the two divisions of the gathered terms by sqrt(d * s): the position rows are divided instead
   ([heads, head size, reachable], before the products; float32 rounding only);
 - the relative-position index, expanded to [batch x heads, len, len] for GatherElements, is int32 instead
-  of int64 (half the bytes written and read);
+  of int64 (half the bytes written and read); ONNX Runtime then shares one expansion between all layers,
+  kept alive throughout, unless `expand_per_layer` (what the INT8 variants use) makes each layer's its own;
 - the mask is added as a [batch, 1, len, len] term made once (an Add broadcast over the heads measured twice
   as fast as the plain graph's Where over [batch, heads, len, len]).
 What is left per layer: two gathers, the p2c transpose, two sums, and the kernel.
@@ -405,14 +406,23 @@ def _divide_position_rows_instead_of_terms(
     _rename_inputs(model, {term.division.output[0]: term.division.input[0] for term in terms})
 
 
-def _gather_indices_in_int32(model: onnx.ModelProto, terms: List[_PositionTerm]) -> None:
+def _gather_indices_in_int32(model: onnx.ModelProto, terms: List[_PositionTerm], expand_per_layer: bool) -> None:
     """Cast each term's relative-position index to int32 before it is expanded, which changes no value.
 
     GatherElements has no broadcasting, so the graph expands the [1, len, len] index to [batch x heads, len,
-    len] in every layer; in int32 that is half the bytes written and read (indices are below 2 x 256).
+    len] for it; in int32 that is half the bytes written and read (indices are below 2 x 256).
+
+    With the static shapes folded, every layer's expansion is the same expression, and ONNX Runtime merges
+    them into one tensor per term kind that stays alive through all the layers: 2 x 112 MB at 8 x 540 tokens.
+    With `expand_per_layer`, each expansion takes its shape from its own layer's scores, so that nothing
+    merges them and each is freed after its layer. Measured on the full-size replica at 8 x 540 tokens (peak
+    over the loaded model, encoder alone): INT8 682 MB instead of 1,031 MB at the same speed (8 x 105 and
+    8 x 554, interleaved); FP32 574 MB instead of 786 MB, but 3% / 12% slower at 8 x 105 / 8 x 554.
 
     Tried and dropped: gathering p2c along the positions axis of rows @ K^T to skip its transpose. With real
-    (diagonal) index patterns that gather reads across rows and cost as much as the transpose it saved.
+    (diagonal) index patterns that gather reads across rows and cost as much as the transpose it saved. And a
+    `Gather` of the rows flattened with a [len, len] index (no expansion at all): least memory, but ONNX
+    Runtime's Gather copies one element at a time there, 18-24% slower at 8 x 554.
     """
     new_nodes: Dict[str, List[onnx.NodeProto]] = {}
     for index, term in enumerate(terms):
@@ -422,11 +432,24 @@ def _gather_indices_in_int32(model: onnx.ModelProto, terms: List[_PositionTerm])
                 "Cast", [term.expand.input[0]], [f"{prefix}/index_int32"], name=f"{prefix}/IndexInt32", to=TensorProto.INT32
             )
         ]
+        if expand_per_layer:
+            scores = term.gather.input[0]  # [batch x heads, len, reachable], this layer's own
+            new_nodes[term.expand.output[0]] += [
+                helper.make_node("Shape", [scores], [f"{prefix}/scores_rows"], name=f"{prefix}/ScoresRows", start=0, end=2),
+                helper.make_node(
+                    "Shape", [term.expand.input[0]], [f"{prefix}/index_columns"], name=f"{prefix}/IndexColumns", start=2
+                ),
+                helper.make_node(
+                    "Concat", [f"{prefix}/scores_rows", f"{prefix}/index_columns"], [f"{prefix}/expanded_shape"],
+                    name=f"{prefix}/ExpandedShape", axis=0,
+                ),
+            ]
+            _set_input(model, term.expand.output[0], 1, f"{prefix}/expanded_shape")
         _set_input(model, term.expand.output[0], 0, f"{prefix}/index_int32")
     _insert_before(model, new_nodes)
 
 
-def fuse_deberta_attention(model: onnx.ModelProto) -> int:
+def fuse_deberta_attention(model: onnx.ModelProto, expand_per_layer: bool = False) -> int:
     """Rewrite every DeBERTa self-attention of an exported encoder into `com.microsoft.MultiHeadAttention`.
 
     The disentangled terms are made cheaper first (`_divide_position_rows_instead_of_terms`,
@@ -438,6 +461,8 @@ def fuse_deberta_attention(model: onnx.ModelProto) -> int:
 
     Args:
         model: The encoder graph (modified in place).
+        expand_per_layer: Expand the relative-position indices layer by layer, freed after each, rather than
+            once for all layers (less memory, slower in FP32; see `_gather_indices_in_int32`).
 
     Returns:
         The number of attentions fused.
@@ -465,7 +490,7 @@ def fuse_deberta_attention(model: onnx.ModelProto) -> int:
                 f"Unexpected disentangled-term shapes (index {index_shape}, scores {x_shape} x {rows_shape} on 5 tokens)."
             )
     _divide_position_rows_instead_of_terms(model, terms, values)
-    _gather_indices_in_int32(model, terms)
+    _gather_indices_in_int32(model, terms, expand_per_layer)
     graph = model.graph
     # Readers of each attention's output move to the fused node's output; the fused nodes go right
     # after the node producing the context (all their inputs exist by then: the projections and the
@@ -582,7 +607,7 @@ def fuse_attention_gliner2(
     return folder
 
 
-def write_fused_encoder(source: Path, destination: Path) -> Dict[str, object]:
+def write_fused_encoder(source: Path, destination: Path, expand_per_layer: bool = False) -> Dict[str, object]:
     """Write the encoder at `source` with its static shapes folded and its DeBERTa attention fused to `destination`.
 
     Shared by the `fused` variant and the INT8 variants, which quantize this graph's Linear layers.
@@ -590,6 +615,7 @@ def write_fused_encoder(source: Path, destination: Path) -> Dict[str, object]:
     Args:
         source: An exported (FP32) encoder graph.
         destination: Where to save the rewritten graph (nothing is written if the pass refuses the graph).
+        expand_per_layer: See `fuse_deberta_attention`.
 
     Returns:
         The recipe of the rewrite, for the variant's metadata.
@@ -601,7 +627,7 @@ def write_fused_encoder(source: Path, destination: Path) -> Dict[str, object]:
     # Folded first: measured at full size, folding and fusing together take 0.88-0.92x the plain encoder's
     # time where either alone gains little or nothing (README, "Static shapes folded").
     folding = fold_static_shapes_in_model(model)
-    fused = fuse_deberta_attention(model)
+    fused = fuse_deberta_attention(model, expand_per_layer)
     save_graph(model, destination)
     return {"tool": "optimum_gliner2.variants.fused_attention", "op": f"{MICROSOFT_DOMAIN}.MultiHeadAttention",
-            "fused": fused, "shapes_folded": folding.as_recipe()}  # fmt: skip
+            "fused": fused, "shapes_folded": folding.as_recipe(), "index_expanded_per_layer": expand_per_layer}  # fmt: skip

@@ -437,7 +437,8 @@ def quantize_gliner2(
             # A scratch file of the staging folder, which is removed with it; only the quantized graph is installed.
             fused_encoder = staging.path / "encoder_attention_fused.onnx"
             try:
-                attention = write_fused_encoder(encoder, fused_encoder)
+                # Expanded per layer: in INT8 that measured the same speed and 350 MB less at 8 x 540 tokens.
+                attention = write_fused_encoder(encoder, fused_encoder, expand_per_layer=True)
                 encoder = fused_encoder
             except NoDebertaAttentionError:
                 if fused_attention:
