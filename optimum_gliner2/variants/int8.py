@@ -16,9 +16,8 @@ Three ways to quantize the Linear layers, chosen with `method=`:
   over the whole padded batch, so a text's answer can change with its neighbours.
 "per_row_integer" and "per_row" quantize the `fused` variant's encoder where the encoder has DeBERTa attention
 (attention in ONNX Runtime's MultiHeadAttention, exact in FP32; `fused_attention=False` keeps the plain graph).
-Every method first folds what
-depends on weights only (ONNX Runtime's basic offline optimization): DeBERTa's relative-position projections,
-which ORT folds by itself in an FP32 graph but not once they are quantized.
+Every method first folds what depends on weights only (ONNX Runtime's basic offline optimization): DeBERTa's
+relative-position projections, which ORT folds by itself in an FP32 graph but not once they are quantized.
 The README's precision table has the measurements behind the default (`python -m benchmarks.precision`,
 `python -m benchmarks.int8_encoder`).
 
@@ -42,6 +41,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from optimum_gliner2.bundle.cpu import full_range_integer_gemm_is_exact
+from optimum_gliner2.variants.fused_attention import NoDebertaAttentionError, write_fused_encoder
 from optimum_gliner2.variants.graphs import (
     converted_to_opset,
     load_with_constants_folded,
@@ -50,7 +50,6 @@ from optimum_gliner2.variants.graphs import (
     weight_matmul_nodes,
     word_embedding_gather,
 )
-from optimum_gliner2.variants.fused_attention import NoDebertaAttentionError, write_fused_encoder
 from optimum_gliner2.variants.registry import VariantStaging, fp32_graph_paths, prepare_folder
 
 logger = logging.getLogger(__name__)
