@@ -8,8 +8,10 @@
 exported with `optimum-cli export onnx` and given its variants (`optimum_gliner2.variants`), all
 cached in benchmarks/.cache/. Then, in this one process, the implementations run interleaved
 (order rotated every repetition) on the same inputs and the same entity labels: PyTorch, ORT FP32,
-ORT FP32 fused and both ORT INT8 methods, for each architecture. Ratios are taken within this run only; the CPU flags are
-recorded with them in benchmarks/results/boundary.{md,json}.
+ORT FP32 fused and both ORT INT8 methods, for each architecture, and GLiNER2.5's encoder floors: each
+ORT variant's encoder session alone on the batches its pipeline built for the same call (as `benchmarks.run`
+has them for span models), which bound what any host code could reach with that encoder. Ratios are taken
+within this run only; the CPU flags are recorded with them in benchmarks/results/boundary.{md,json}.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from benchmarks import models, report  # noqa: E402
 from benchmarks.base import BENCH_DIR, THREADS, ImplSpec, Prepared, log, ort_session_options  # noqa: E402
 from benchmarks.measure import measure_interleaved, summarize  # noqa: E402
-from benchmarks.models import GLiNER2APIImplementation  # noqa: E402
+from benchmarks.models import EncoderFloor, GLiNER2APIImplementation  # noqa: E402
 from benchmarks.workloads import Workload, build_workloads  # noqa: E402
 
 ARCHITECTURES = ("span", "boundary")
@@ -91,6 +93,17 @@ def load(architecture: str, kind: str, precision: str, prepared: Prepared) -> GL
     return GLiNER2APIImplementation(spec, model, time.perf_counter() - start)
 
 
+#: The architecture whose encoder floors are measured (its issue's goals are the ones in question).
+FLOORED = "boundary"
+
+
+def encoder_floor(owner: GLiNER2APIImplementation) -> EncoderFloor:
+    """The encoder session of a loaded ORT implementation, alone (`benchmarks.models.EncoderFloor`)."""
+    architecture, precision = owner.spec.key.split("-ort-")
+    spec = ImplSpec(f"{architecture}-floor-{precision}", f"{architecture} encoder floor ({precision})", "floor", precision, category=owner.spec.category)
+    return EncoderFloor(spec, owner.model.runtime.backend.sessions["encoder"])
+
+
 def main(argv: List[str] | None = None) -> None:
     args = parse_args(argv)
     machine = report.machine_description()
@@ -105,6 +118,7 @@ def main(argv: List[str] | None = None) -> None:
             impls.append(load(architecture, "ort", precision, prepared[architecture]))
         if not any(models.variant_category(name) == "int8" for name in variants):
             log(f"{architecture}: no INT8 variant was made; INT8 not measured")
+    impls += [encoder_floor(impl) for impl in impls if impl.spec.key.startswith(f"{FLOORED}-ort-")]
 
     workloads = build_workloads(args.batch_texts, args.latency_texts, args.long_words)
     run = {"machine": machine, "load_average": {"before": report.load_average()},
@@ -113,7 +127,8 @@ def main(argv: List[str] | None = None) -> None:
     for kind, name in MEASURED:
         workload: Workload = workloads[kind][name]
         repeats = max(1, args.repeats // 2) if kind == "long" else args.repeats
-        samples, _ = measure_interleaved(impls, kind, workload, repeats, args.batch_size, reference_key=None)
+        # The floors replay the encoder batches that GLiNER2.5's FP32 pipeline builds for this call.
+        samples, _ = measure_interleaved(impls, kind, workload, repeats, args.batch_size, reference_key=f"{FLOORED}-ort-fp32")
         results[f"{kind}/{name}"] = {
             "description": workload.description,
             "median_s": {key: summarize(values)["median_s"] for key, values in samples.items()},
@@ -139,6 +154,10 @@ def write_report(args: argparse.Namespace, run: Dict[str, Any], impls: List[Any]
     ratio_columns += [("span ORT FP32 vs PyTorch", "span-pytorch", "span-ort-fp32")]
     ratio_columns += [(f"span ORT {p.upper()} vs PyTorch", "span-pytorch", f"span-ort-{p}") for p in variant_precisions]
     ratio_columns += [("PyTorch span/2.5", "span-pytorch", "boundary-pytorch"), ("ORT FP32 span/2.5", "span-ort-fp32", "boundary-ort-fp32")]
+    floor_columns = [
+        (f"2.5 {p.upper()} encoder alone vs PyTorch", "boundary-pytorch", f"boundary-floor-{p}") for p in ["fp32", *variant_precisions]
+    ] + [(f"2.5 ORT {p.upper()} over its encoder", f"boundary-ort-{p}", f"boundary-floor-{p}") for p in ["fp32", *variant_precisions]]
+    floor_columns = [column for column in floor_columns if column[2] in keys]
     lines = [
         "# GLiNER2.5 (boundary) vs span, ONNX Runtime vs gliner2 PyTorch",
         "",
@@ -166,6 +185,18 @@ def write_report(args: argparse.Namespace, run: Dict[str, Any], impls: List[Any]
     for workload, entry in results.items():
         medians = entry["median_s"]
         lines.append(f"| {workload} | " + " | ".join(_ratio(medians, slower, faster) for _, slower, faster in ratio_columns) + " |")
+    if floor_columns:
+        lines += [
+            "",
+            "GLiNER2.5's encoder floors: PyTorch's time over the encoder session alone on the same batches (the most any host "
+            "code could reach with that encoder), and each ORT variant's end-to-end time over its encoder alone (1.00 = the "
+            "glue costs nothing):",
+            "",
+            *report.markdown_table_head("workload", [title for title, _, _ in floor_columns]),
+        ]
+        for workload, entry in results.items():
+            medians = entry["median_s"]
+            lines.append(f"| {workload} | " + " | ".join(_ratio(medians, slower, faster) for _, slower, faster in floor_columns) + " |")
     args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / "boundary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (args.output_dir / "boundary.json").write_text(

@@ -401,9 +401,16 @@ class EncoderFloor(Implementation):
         self._replay(("long", workload.name, 0))
 
 
-def load_implementation(spec: ImplSpec, prepared: Prepared, loaded: Optional[Dict[str, Implementation]] = None) -> Implementation:
-    """Load one implementation (floors reuse the already loaded ORT model of their variant)."""
+def load_implementation(
+    spec: ImplSpec, prepared: Prepared, loaded: Optional[Dict[str, Implementation]] = None, runtime_sessions: bool = False
+) -> Implementation:
+    """Load one implementation (floors reuse the already loaded ORT model of their variant).
+
+    ORT models get the benchmark's SessionOptions (`ort_session_options`: the same threads for every session),
+    or, with `runtime_sessions`, none, so that the runtime's own defaults apply, as for a user who passes none.
+    """
     start = time.perf_counter()
+    session_options = None if runtime_sessions else ort_session_options()
     if spec.kind == "pytorch":
         import torch
         from gliner2 import GLiNER2
@@ -415,12 +422,12 @@ def load_implementation(spec: ImplSpec, prepared: Prepared, loaded: Optional[Dic
     if spec.kind == "ort":
         from optimum_gliner2 import ORTModelForGLiNER2
 
-        model = ORTModelForGLiNER2.from_pretrained(prepared.onnx_dir, precision=spec.precision, session_options=ort_session_options())
+        model = ORTModelForGLiNER2.from_pretrained(prepared.onnx_dir, precision=spec.precision, session_options=session_options)
         return GLiNER2APIImplementation(spec, model, time.perf_counter() - start)
     if spec.kind == "ort-torchfree":
         from optimum_gliner2.runtime import GLiNER2ONNXRuntime
 
-        model = GLiNER2ONNXRuntime.from_pretrained(prepared.onnx_dir, precision=spec.precision, session_options=ort_session_options())
+        model = GLiNER2ONNXRuntime.from_pretrained(prepared.onnx_dir, precision=spec.precision, session_options=session_options)
         return GLiNER2APIImplementation(spec, model, time.perf_counter() - start)
     if spec.kind == "floor":
         owner = (loaded or {}).get(f"ort-{spec.precision}")

@@ -397,6 +397,7 @@ def write_markdown(path: Path, results: Dict[str, Any]) -> str:
 
     lines.append("## Memory and load time (each in a fresh child process)\n")
     lines.append("Peak RSS covers imports, loading, one short batch, one medium batch and the long document. "
+                 "ONNX Runtime models run with the runtime's default session options here (no SessionOptions passed), as a user gets them. "
                  "Load time is `from_pretrained` alone (files already in the page cache).\n")
     lines.append("| implementation | import s | load s | RSS after load MB | peak RSS MB |")
     lines.append("|---|---|---|---|---|")

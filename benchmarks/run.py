@@ -95,11 +95,13 @@ def forwarded_args(args: argparse.Namespace) -> List[str]:
     return forwarded + (["--quick"] if args.quick else [])
 
 
-def load_implementation(spec: ImplSpec, prepared: Prepared, loaded: Optional[Dict[str, Implementation]] = None) -> Implementation:
+def load_implementation(
+    spec: ImplSpec, prepared: Prepared, loaded: Optional[Dict[str, Implementation]] = None, runtime_sessions: bool = False
+) -> Implementation:
     """`models.load_implementation`, or `peers.load_peer` for a peer."""
     if spec.kind == "peer":
         return peers.load_peer(spec, prepared)
-    return models.load_implementation(spec, prepared, loaded)
+    return models.load_implementation(spec, prepared, loaded, runtime_sessions)
 
 
 # ================================================================================================
@@ -129,7 +131,8 @@ def rss_probe(args: argparse.Namespace, key: str) -> Dict[str, Any]:
         from optimum_gliner2.runtime import GLiNER2ONNXRuntime  # noqa: F401
     import_s = time.perf_counter() - start
     rss_imported = process.memory_info().rss
-    impl = load_implementation(spec, prepared)
+    # The runtime's own session defaults (a process-wide arena, no memory patterns), as a user gets them.
+    impl = load_implementation(spec, prepared, runtime_sessions=True)
     rss_loaded = process.memory_info().rss
     workloads = build_workloads(args.batch_texts, args.latency_texts, args.long_words)
     for kind, name in (("throughput", "short"), ("throughput", "medium"), ("long", "long")):
