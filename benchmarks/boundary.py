@@ -21,7 +21,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -143,6 +143,15 @@ def _ratio(medians: Dict[str, float], slower: str, faster: str) -> str:
     return f"{medians[slower] / medians[faster]:.2f}x"
 
 
+def _ratio_table(caption: str, columns: List[Tuple[str, str, str]], results: Dict[str, Any]) -> List[str]:
+    """Markdown lines: the caption, then one row per workload of `columns` (title, slower key, faster key)."""
+    lines = ["", caption, "", *report.markdown_table_head("workload", [title for title, _, _ in columns])]
+    for workload, entry in results.items():
+        medians = entry["median_s"]
+        lines.append(f"| {workload} | " + " | ".join(_ratio(medians, slower, faster) for _, slower, faster in columns) + " |")
+    return lines
+
+
 def write_report(args: argparse.Namespace, run: Dict[str, Any], impls: List[Any], results: Dict[str, Any]) -> None:
     """benchmarks/results/boundary.{json,md}: medians and the ratios that answer the issue; `run` is the machine,
     the load averages and the start time."""
@@ -173,30 +182,22 @@ def write_report(args: argparse.Namespace, run: Dict[str, Any], impls: List[Any]
     for workload, entry in results.items():
         medians = entry["median_s"]
         lines.append(f"| {workload} ({entry['description']}) | " + " | ".join(f"{medians[k]:.4f}" for k in keys) + " |")
-    lines += [
-        "",
+    lines += _ratio_table(
         "Ratios (PyTorch time / ORT time, so > 1 means ORT is faster; last two columns: span time / 2.5 time). "
         "INT8 is the variant tool's default method on this CPU (`per_row_integer`, u8 x s8 integer GEMM, with VNNI; "
         "`per_row`, MatMulNBits, without); INT8_PER_ROW and INT8_INTEGER name the other one explicitly; FUSED is the "
         "FP32 encoder with static shapes folded and DeBERTa's attention in ORT's MultiHeadAttention:",
-        "",
-        *report.markdown_table_head("workload", [title for title, _, _ in ratio_columns]),
-    ]
-    for workload, entry in results.items():
-        medians = entry["median_s"]
-        lines.append(f"| {workload} | " + " | ".join(_ratio(medians, slower, faster) for _, slower, faster in ratio_columns) + " |")
+        ratio_columns,
+        results,
+    )
     if floor_columns:
-        lines += [
-            "",
+        lines += _ratio_table(
             "GLiNER2.5's encoder floors: PyTorch's time over the encoder session alone on the same batches (the most any host "
             "code could reach with that encoder), and each ORT variant's end-to-end time over its encoder alone (1.00 = the "
             "glue costs nothing):",
-            "",
-            *report.markdown_table_head("workload", [title for title, _, _ in floor_columns]),
-        ]
-        for workload, entry in results.items():
-            medians = entry["median_s"]
-            lines.append(f"| {workload} | " + " | ".join(_ratio(medians, slower, faster) for _, slower, faster in floor_columns) + " |")
+            floor_columns,
+            results,
+        )
     args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / "boundary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (args.output_dir / "boundary.json").write_text(
