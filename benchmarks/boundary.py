@@ -99,7 +99,7 @@ FLOORED = "boundary"
 
 def encoder_floor(owner: GLiNER2APIImplementation) -> EncoderFloor:
     """The encoder session of a loaded ORT implementation, alone (`benchmarks.models.EncoderFloor`)."""
-    architecture, precision = owner.spec.key.split("-ort-")
+    architecture, precision = owner.spec.key.split("-")[0], owner.spec.precision
     spec = ImplSpec(f"{architecture}-floor-{precision}", f"{architecture} encoder floor ({precision})", "floor", precision, category=owner.spec.category)
     return EncoderFloor(spec, owner.model.runtime.backend.sessions["encoder"])
 

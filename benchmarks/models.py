@@ -410,7 +410,6 @@ def load_implementation(
     or, with `runtime_sessions`, none, so that the runtime's own defaults apply, as for a user who passes none.
     """
     start = time.perf_counter()
-    session_options = None if runtime_sessions else ort_session_options()
     if spec.kind == "pytorch":
         import torch
         from gliner2 import GLiNER2
@@ -419,6 +418,7 @@ def load_implementation(
         model = GLiNER2.from_pretrained(str(prepared.checkpoint))
         model.eval()
         return GLiNER2APIImplementation(spec, model, time.perf_counter() - start)
+    session_options = None if runtime_sessions else ort_session_options()
     if spec.kind == "ort":
         from optimum_gliner2 import ORTModelForGLiNER2
 
