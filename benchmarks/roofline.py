@@ -327,8 +327,11 @@ def check_goals(result: Mapping[str, Any]) -> List[Dict[str, Any]]:
         encoders = row["encoders"]
         if name in FP32_ROOF_SHARE_GOALS:
             threshold = FP32_ROOF_SHARE_GOALS[name]
-            add(f"FP32 encoder >= {threshold:.0%} of the FP32 roof", name, encoders["fp32"]["fp32_roof_share"], threshold,
-                f"{encoders['fp32']['fp32_roof_share']:.0%}")  # fmt: skip
+            # Judged on both FP32 encoders: the plain export, and `fused`, the FP32 encoder this work ships.
+            for precision in ("fp32", "fused"):
+                share = encoders[precision]["fp32_roof_share"]
+                add(f"FP32 encoder ({ENCODERS[precision]}) >= {threshold:.0%} of the FP32 roof", name, share, threshold,
+                    f"{share:.0%}")  # fmt: skip
         add(f"fused attention >= {FUSED_SPEEDUP_GOAL}x plain FP32", name, encoders["fused"]["speed_vs_fp32"],
             FUSED_SPEEDUP_GOAL, f"{encoders['fused']['speed_vs_fp32']:.2f}x")  # fmt: skip
         for precision in (p for p in encoders if p.startswith("int8")):
@@ -410,7 +413,7 @@ def markdown(result: Mapping[str, Any], what: str) -> str:
 
 
 def kernel_findings(result: Mapping[str, Any]) -> List[str]:
-    """What the GEMM roofs alone imply for the INT8 goal, from this run's figures."""
+    """What the GEMM roofs alone imply for the INT8 and fused-attention goals, from this run's figures."""
     gemm = result["gemm"]
     fp32_roof, int8_roof = gemm[FP32_ROOF]["gops"], gemm[result["roofs"]["int8"]]["gops"]
     blockwise = gemm["int8_matmul_nbits"]["gops"]
@@ -428,6 +431,17 @@ def kernel_findings(result: Mapping[str, Any]) -> List[str]:
         f"MatMulNBits, the `per_row` INT8 variant's op (the default on x86 without VNNI), ran at {blockwise:.1f} GOPS, {blockwise / fp32_roof:.2f}x the FP32 "
         f"MatMul. Its Linear layers alone at that rate, everything else free, bound the `per_row` INT8 encoder's speed "
         f"over the FP32 encoder to: {', '.join(bounds)} (at the micro-benchmark's 832 rows)."
+    )
+    # The most any FP32 rewrite can gain over the plain encoder: every counted FLOP at the FP32 roof, every
+    # uncounted op free. A speed-up goal above that ceiling is out of reach on this CPU, whatever the graph.
+    ceilings = []
+    for name, row in result["workloads"].items():
+        plain_share = row["encoders"]["fp32"]["fp32_roof_share"]
+        ceilings.append(f"{name} {1 / plain_share:.2f}x ({FUSED_SPEEDUP_GOAL}x needs {FUSED_SPEEDUP_GOAL * plain_share:.0%} "
+                        "of the roof)")  # fmt: skip
+    lines.append(
+        "Ceiling of any FP32 encoder over the plain one (every counted FLOP at the FP32 roof, everything else free): "
+        f"{', '.join(ceilings)}."
     )
     return lines
 
