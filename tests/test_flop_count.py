@@ -67,6 +67,20 @@ def test_counts_equal_the_config_formulas(encoder_path, encoder_config, texts, t
     assert count.per_call == expected["linear"] + expected["attention"] + expected["relative_position"]
 
 
+def test_linear_gemm_shapes_are_the_config_layers(encoder_path, encoder_config):
+    """The roofline's own-shape roof times one-node MatMuls of exactly the encoder's Linear layers: per layer four
+    h x h projections and the feed-forward pair, each on B x S rows, adding up to the counted Linear FLOPs."""
+    from benchmarks.roofline import linear_gemm_shapes
+
+    texts, tokens = 3, 33
+    count = count_flops(encoder_path, _feed(texts, tokens))
+    hidden, layers, ffn = encoder_config["hidden_size"], encoder_config["num_hidden_layers"], encoder_config["intermediate_size"]
+    rows = texts * tokens
+    assert linear_gemm_shapes(count) == {(rows, hidden, hidden): 4 * layers, (rows, hidden, ffn): layers, (rows, ffn, hidden): layers}
+    total = sum(2 * r * k * n * times for (r, k, n), times in linear_gemm_shapes(count).items())
+    assert total == count.by_kind()["linear"]
+
+
 def test_counts_scale_with_texts_and_length(encoder_path):
     base = count_flops(encoder_path, _feed(2, 50)).by_kind()
     twice_the_texts = count_flops(encoder_path, _feed(4, 50)).by_kind()
