@@ -307,7 +307,7 @@ def measure(folder: Path, repeats: int) -> Dict[str, Any]:
             "gemm_seconds": {g: seconds[f"gemm:{g}"] for g in gemms},
         }
         if own_shapes:
-            rows[name]["own_shape_roof"] = own_shape_roof(own_shapes, {s: seconds[f"own:{s}"] for s in own_shapes})
+            rows[name]["own_shape_roof"] = own_shape_roof(own_gemms, own_shapes, {s: seconds[f"own:{s}"] for s in own_shapes})
         log(f"{name}: " + ", ".join(
             f"{p} {1000 * statistics.median(v['seconds']):.1f} ms" for p, v in rows[name]["encoders"].items()
         ))  # fmt: skip
@@ -339,17 +339,19 @@ def measure(folder: Path, repeats: int) -> Dict[str, Any]:
     }
 
 
-def own_shape_roof(shapes: Mapping[Tuple[int, int, int], int], seconds: Mapping[Tuple[int, int, int], List[float]]) -> Dict[str, Any]:
+def own_shape_roof(gemms: Mapping[Tuple[int, int, int], GemmBenchmark], times_per_call: Mapping[Tuple[int, int, int], int],
+                   seconds: Mapping[Tuple[int, int, int], List[float]]) -> Dict[str, Any]:
     """The FP32 roof at a workload's own Linear-layer shapes: their FLOPs over the time their one-node MatMuls take,
     each shape's median counted as often as the encoder runs it."""
-    operations = sum(2 * rows * inner * columns * times for (rows, inner, columns), times in shapes.items())
-    total_seconds = sum(statistics.median(seconds[shape]) * times for shape, times in shapes.items())
+    medians = {shape: statistics.median(seconds[shape]) for shape in gemms}
+    operations = sum(gemms[shape].operations * times for shape, times in times_per_call.items())
+    total_seconds = sum(medians[shape] * times for shape, times in times_per_call.items())
     return {
         "gflops": operations / total_seconds / 1e9,
         "shapes": [
-            {"shape": list(shape), "per_call": times, "median_ms": 1000 * statistics.median(seconds[shape]),
-             "gflops": 2 * shape[0] * shape[1] * shape[2] / statistics.median(seconds[shape]) / 1e9}
-            for shape, times in shapes.items()
+            {"shape": list(shape), "per_call": times, "median_ms": 1000 * medians[shape],
+             "gflops": gemms[shape].operations / medians[shape] / 1e9}
+            for shape, times in times_per_call.items()
         ],
     }  # fmt: skip
 
